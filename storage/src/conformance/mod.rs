@@ -1,0 +1,1 @@
+//! The shared conformance suites: every backend of a trait runs the same checks.

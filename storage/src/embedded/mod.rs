@@ -1,0 +1,4 @@
+//! The embedded backends: the default, on one machine with no setup.
+//!
+//! - `log`: the segment-file event log with group commit.
+//! - `table`: the redb-backed tables.

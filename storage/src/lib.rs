@@ -1,0 +1,23 @@
+//! Shoal's storage: the two traits every other crate programs against, and their backends.
+//!
+//! - [`EventLog`]: the immutable log (DESIGN.md, "The log"). Embedded backend: segment files
+//!   per shard with group commit. AWS backend: Kinesis Data Streams.
+//! - [`Table`]: the subset of DynamoDB's item model Shoal needs (DESIGN.md, "Tables"). Embedded
+//!   backend: redb. AWS backend: DynamoDB.
+//!
+//! Both traits are object-safe and injected as `Arc<dyn …>`. Every backend runs the shared
+//! suites in [`conformance`] (feature `conformance`).
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod embedded;
+mod error;
+mod log;
+mod table;
+
+pub use error::{Error, Result};
+pub use log::{AppendOutcome, EventLog, LogRecord, ReadBatch, ShardInfo};
+pub use table::{
+    Condition, Item, Key, Page, Query, SortRange, Table, TableName, TransactOp, Update, Value,
+    WriteOp,
+};

@@ -1,0 +1,281 @@
+//! The `Table` trait: the subset of DynamoDB's item model Shoal needs.
+//!
+//! Three logical tables ([`TableName`]), each holding items addressed by a partition key and a
+//! sort key, both strings. An item is a map of attribute names to [`Value`]s, not including the
+//! key. Semantics follow DynamoDB so the AWS backend is a thin mapping:
+//! - `query` returns one partition's items in sort-key byte order (or reverse), within an
+//!   optional range, at most `limit` a page, with an opaque cursor for the next page;
+//! - `update` creates the item when missing, applies SET / ADD / REMOVE, and fails with
+//!   [`crate::Error::ConditionFailed`] when its condition does not hold (nothing changes then);
+//! - `write` is a non-atomic batch of puts and deletes (each applied exactly once on success);
+//! - `transact` applies every op or none, checking every condition first.
+//!
+//! Numbers are `f64` (exact integers up to 2^53, plenty for counters); anything that must sort
+//! or compare exactly beyond that (log positions) is stored as sortable text.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The three logical tables of DESIGN.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TableName {
+    /// The immutable archive: PK `tenant#entity`, SK `timestamp#id`.
+    Events,
+    /// Mutable read models, keys prefixed by projection version.
+    Views,
+    /// Checkpoints, leases, rules, tenants and keys, dead letters.
+    Control,
+}
+
+impl TableName {
+    pub const ALL: [TableName; 3] = [TableName::Events, TableName::Views, TableName::Control];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableName::Events => "events",
+            TableName::Views => "views",
+            TableName::Control => "control",
+        }
+    }
+}
+
+/// An item's primary key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Key {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+}
+
+/// An attribute value, mirroring DynamoDB's types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    S(String),
+    N(f64),
+    B(Vec<u8>),
+    Bool(bool),
+    Null,
+    L(Vec<Value>),
+    M(BTreeMap<String, Value>),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::S(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::N(number) => Some(*number),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::B(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
+/// An item's attributes, without its key.
+pub type Item = BTreeMap<String, Value>;
+
+/// A condition on the current item (absent attributes compare false, except in `NotExists`).
+/// Comparisons follow DynamoDB: strings and binaries byte-wise, numbers numerically, and values
+/// of different types never compare.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// The item exists (has its key).
+    ItemExists,
+    /// The item does not exist.
+    ItemNotExists,
+    Exists(String),
+    NotExists(String),
+    Eq(String, Value),
+    Lt(String, Value),
+    Le(String, Value),
+    Gt(String, Value),
+    Ge(String, Value),
+    And(Vec<Condition>),
+    Or(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+/// Create-or-modify one item: `set` then `add` then `remove`, under an optional condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Update {
+    pub key: Key,
+    pub set: Vec<(String, Value)>,
+    /// Adds to a number attribute (an absent attribute counts as 0).
+    pub add: Vec<(String, f64)>,
+    pub remove: Vec<String>,
+    pub condition: Option<Condition>,
+}
+
+impl Update {
+    pub fn new(key: Key) -> Self {
+        Update {
+            key,
+            set: Vec::new(),
+            add: Vec::new(),
+            remove: Vec::new(),
+            condition: None,
+        }
+    }
+
+    pub fn set(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.set.push((name.into(), value));
+        self
+    }
+
+    pub fn add(mut self, name: impl Into<String>, delta: f64) -> Self {
+        self.add.push((name.into(), delta));
+        self
+    }
+
+    pub fn remove(mut self, name: impl Into<String>) -> Self {
+        self.remove.push(name.into());
+        self
+    }
+
+    pub fn when(mut self, condition: Condition) -> Self {
+        self.condition = Some(condition);
+        self
+    }
+}
+
+/// One op of a non-atomic batch write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOp {
+    Put { key: Key, item: Item },
+    Delete { key: Key },
+}
+
+/// One op of an atomic transaction; each names its table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransactOp {
+    Put {
+        table: TableName,
+        key: Key,
+        item: Item,
+        condition: Option<Condition>,
+    },
+    Update {
+        table: TableName,
+        update: Update,
+    },
+    Delete {
+        table: TableName,
+        key: Key,
+        condition: Option<Condition>,
+    },
+    Check {
+        table: TableName,
+        key: Key,
+        condition: Condition,
+    },
+}
+
+/// The sort-key part of a query.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum SortRange {
+    #[default]
+    All,
+    /// Sort keys starting with this prefix.
+    Prefix(String),
+    /// `from <= sk <= to` (inclusive, as DynamoDB's BETWEEN).
+    Between(String, String),
+    /// `sk >= from`.
+    From(String),
+    /// `sk <= to`.
+    To(String),
+}
+
+/// Items of one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    pub pk: String,
+    pub range: SortRange,
+    /// Descending sort-key order.
+    pub reverse: bool,
+    /// At most this many items in the page (at least 1).
+    pub limit: usize,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Query {
+    pub fn partition(pk: impl Into<String>) -> Self {
+        Query {
+            pk: pk.into(),
+            range: SortRange::All,
+            reverse: false,
+            limit: 1000,
+            cursor: None,
+        }
+    }
+
+    pub fn range(mut self, range: SortRange) -> Self {
+        self.range = range;
+        self
+    }
+
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+
+    pub fn after(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+}
+
+/// A page of query results. `next` is `None` on the last page.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Page {
+    pub items: Vec<(Key, Item)>,
+    pub next: Option<String>,
+}
+
+/// The tables. Object-safe; injected as `Arc<dyn Table>`.
+#[async_trait]
+pub trait Table: Send + Sync {
+    async fn get(&self, table: TableName, key: &Key) -> crate::Result<Option<Item>>;
+
+    /// One answer per key, in the order asked.
+    async fn batch_get(&self, table: TableName, keys: &[Key]) -> crate::Result<Vec<Option<Item>>>;
+
+    async fn query(&self, table: TableName, query: &Query) -> crate::Result<Page>;
+
+    /// Puts and deletes, not atomic as a whole; splits into backend-sized batches itself.
+    async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> crate::Result<()>;
+
+    /// Conditional create-or-modify of one item; returns the item after the update.
+    async fn update(&self, table: TableName, update: Update) -> crate::Result<Item>;
+
+    /// All or nothing, across tables. At most [`Table::max_transact_ops`] ops.
+    async fn transact(&self, ops: Vec<TransactOp>) -> crate::Result<()>;
+
+    /// The largest transaction the backend takes (DynamoDB: 100).
+    fn max_transact_ops(&self) -> usize;
+}
