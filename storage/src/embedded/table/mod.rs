@@ -1,0 +1,331 @@
+//! The embedded [`Table`] backend: one redb database file holding the three logical tables.
+//!
+//! Layout: one redb table per [`TableName`] (named by [`TableName::as_str`]), keyed by the tuple
+//! `(pk, sk)`; redb orders tuples element by element and `&str` by its bytes, so a partition is
+//! one contiguous run in sort-key byte order and a query is one range scan. The value is the item
+//! in the compact form of `codec`.
+//!
+//! Invariants and why:
+//! - every write operation is one redb write transaction, committed with
+//!   [`Durability::Immediate`] (fsync) before the call returns: the projector makes its effects
+//!   exactly-once by committing a flush and its checkpoint in one `transact`, so "returned Ok"
+//!   must mean "on disk", and "returned Err" must mean "nothing happened";
+//! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
+//! - redb is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) and never
+//!   stalls the async workers; redb serialises writers itself, so concurrent calls simply queue
+//!   (one fsync each — there is no group commit, batch with `write`/`transact` instead);
+//! - input is held to DynamoDB's limits (`validate`) so code that works here works on AWS;
+//! - redb's page cache is left at its default (at most 1 GiB, grown on demand);
+//! - [`Table::max_transact_ops`] is `usize::MAX`: a redb transaction has no op limit (DynamoDB's
+//!   is 100), which is what lets one transaction carry a whole projector flush.
+//!
+//! The pure parts — conditions and updates (`condition`), input limits (`validate`), query
+//! bounds and paging (`range`, `cursor`) and the write operations over any item store
+//! (`ops`) — are shared with the in-memory double, [`crate::memory::MemoryTables`].
+
+mod codec;
+pub(crate) mod condition;
+pub(crate) mod cursor;
+pub(crate) mod ops;
+pub(crate) mod range;
+pub(crate) mod validate;
+
+use crate::{Error, Item, Key, Page, Query, Result, Table, TableName, TransactOp, Update, WriteOp};
+use async_trait::async_trait;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A redb table's definition: `(pk, sk)` → encoded item.
+type Definition = TableDefinition<'static, (&'static str, &'static str), &'static [u8]>;
+
+/// A redb table open in a write transaction.
+type OpenTable<'txn> = redb::Table<'txn, (&'static str, &'static str), &'static [u8]>;
+
+fn definition(table: TableName) -> Definition {
+    TableDefinition::new(table.as_str())
+}
+
+/// The tables in one redb file. Cheap to clone; clones share the open database.
+#[derive(Clone)]
+pub struct EmbeddedTables {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    /// For error messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedTables")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedTables {
+    /// Opens the database file at `path` (e.g. `<data>/tables.redb`), creating it and its parent
+    /// directories when missing. Blocking (redb may repair the file after a crash): call it at
+    /// startup or inside `spawn_blocking`. A file already open in this process is refused.
+    pub fn open(path: &Path) -> Result<EmbeddedTables> {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let db = Database::create(path).map_err(redb_error)?;
+        // Create the three tables up front so that a read never meets a missing one.
+        let txn = db.begin_write().map_err(redb_error)?;
+        for table in TableName::ALL {
+            txn.open_table(definition(table)).map_err(redb_error)?;
+        }
+        txn.commit().map_err(redb_error)?;
+        Ok(EmbeddedTables {
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    /// Runs blocking redb work on tokio's blocking pool.
+    async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|error| Error::Backend(format!("a table task failed: {error}")))?
+    }
+}
+
+impl Inner {
+    /// `work` inside one durable write transaction: committed when it returns `Ok`, rolled back
+    /// (dropped) when it returns `Err`.
+    fn write<T>(&self, work: impl FnOnce(&mut RedbStore<'_>) -> Result<T>) -> Result<T> {
+        let mut txn = self.db.begin_write().map_err(redb_error)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb_error)?;
+        let outcome = {
+            let mut store = RedbStore {
+                txn: &txn,
+                open: Default::default(),
+                path: &self.path,
+            };
+            work(&mut store)
+            // The open tables borrow the transaction: they close here, before the commit.
+        };
+        let value = outcome?;
+        txn.commit().map_err(redb_error)?;
+        Ok(value)
+    }
+
+    fn location(&self, table: TableName, key: &Key) -> String {
+        location(&self.path, table, key)
+    }
+}
+
+fn location(path: &Path, table: TableName, key: &Key) -> String {
+    format!(
+        "{} table {} key {:?}/{:?}",
+        path.display(),
+        table.as_str(),
+        key.pk,
+        key.sk
+    )
+}
+
+/// An [`ops::ItemStore`] over a redb write transaction, opening each table once.
+struct RedbStore<'txn> {
+    txn: &'txn redb::WriteTransaction,
+    open: [Option<OpenTable<'txn>>; 3],
+    path: &'txn Path,
+}
+
+impl<'txn> RedbStore<'txn> {
+    fn table(&mut self, table: TableName) -> Result<&mut OpenTable<'txn>> {
+        let slot = &mut self.open[table_index(table)];
+        if slot.is_none() {
+            *slot = Some(self.txn.open_table(definition(table)).map_err(redb_error)?);
+        }
+        slot.as_mut()
+            .ok_or_else(|| Error::Backend("a table failed to open".to_owned()))
+    }
+}
+
+fn table_index(table: TableName) -> usize {
+    match table {
+        TableName::Events => 0,
+        TableName::Views => 1,
+        TableName::Control => 2,
+    }
+}
+
+impl ops::ItemStore for RedbStore<'_> {
+    fn load(&mut self, table: TableName, key: &Key) -> Result<Option<Item>> {
+        let path = self.path;
+        let found = self
+            .table(table)?
+            .get((key.pk.as_str(), key.sk.as_str()))
+            .map_err(redb_error)?;
+        found
+            .map(|guard| codec::decode_item(guard.value(), || location(path, table, key)))
+            .transpose()
+    }
+
+    fn store(&mut self, table: TableName, key: &Key, item: &Item) -> Result<()> {
+        let bytes = codec::encode_item(item)?;
+        self.table(table)?
+            .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())
+            .map_err(redb_error)?;
+        Ok(())
+    }
+
+    fn erase(&mut self, table: TableName, key: &Key) -> Result<()> {
+        self.table(table)?
+            .remove((key.pk.as_str(), key.sk.as_str()))
+            .map_err(redb_error)?;
+        Ok(())
+    }
+}
+
+/// One row of a redb range scan.
+type StoredEntry<'a> = redb::Result<(
+    redb::AccessGuard<'a, (&'static str, &'static str)>,
+    redb::AccessGuard<'a, &'static [u8]>,
+)>;
+
+/// A scanned row of partition `pk` as its sort key and item.
+fn decode_entry(
+    inner: &Inner,
+    table: TableName,
+    pk: &str,
+    entry: StoredEntry<'_>,
+) -> Result<(String, Item)> {
+    let (stored_key, stored_value) = entry.map_err(redb_error)?;
+    let (stored_pk, sk) = stored_key.value();
+    debug_assert_eq!(stored_pk, pk, "a range scan left its partition");
+    let item = codec::decode_item(stored_value.value(), || {
+        inner.location(table, &Key::new(stored_pk, sk))
+    })?;
+    Ok((sk.to_owned(), item))
+}
+
+/// redb's errors in the storage crate's terms.
+fn redb_error(error: impl Into<redb::Error>) -> Error {
+    match error.into() {
+        redb::Error::Io(error) => Error::Io(error),
+        redb::Error::Corrupted(detail) => Error::Corrupt {
+            location: "tables database".to_owned(),
+            detail,
+        },
+        redb::Error::DatabaseAlreadyOpen => {
+            Error::Backend("the tables database is already open".to_owned())
+        }
+        other => Error::Backend(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Table for EmbeddedTables {
+    async fn get(&self, table: TableName, key: &Key) -> Result<Option<Item>> {
+        validate::key(key)?;
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(redb_error)?;
+            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+            let found = redb_table
+                .get((key.pk.as_str(), key.sk.as_str()))
+                .map_err(redb_error)?;
+            found
+                .map(|guard| codec::decode_item(guard.value(), || inner.location(table, &key)))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn batch_get(&self, table: TableName, keys: &[Key]) -> Result<Vec<Option<Item>>> {
+        keys.iter().try_for_each(validate::key)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = keys.to_vec();
+        self.blocking(move |inner| {
+            // One snapshot for the whole batch.
+            let txn = inner.db.begin_read().map_err(redb_error)?;
+            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+            keys.iter()
+                .map(|key| {
+                    let found = redb_table
+                        .get((key.pk.as_str(), key.sk.as_str()))
+                        .map_err(redb_error)?;
+                    found
+                        .map(|guard| {
+                            codec::decode_item(guard.value(), || inner.location(table, key))
+                        })
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn query(&self, table: TableName, query: &Query) -> Result<Page> {
+        validate::partition_key(&query.pk)?;
+        let Some(bounds) = range::page_bounds(query)? else {
+            return Ok(Page::default());
+        };
+        let query = query.clone();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(redb_error)?;
+            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+            let pk = query.pk.as_str();
+            let end = range::partition_end(pk);
+            let lower = bounds.lower.as_ref().map(|sk| (pk, sk.as_str()));
+            let upper = match &bounds.upper {
+                Bound::Unbounded => Bound::Excluded((end.as_str(), "")),
+                bounded => bounded.as_ref().map(|sk| (pk, sk.as_str())),
+            };
+            let scan = redb_table
+                .range::<(&str, &str)>((lower, upper))
+                .map_err(redb_error)?;
+            let decode = |entry| decode_entry(inner, table, pk, entry);
+            if query.reverse {
+                range::paginate(pk, query.limit, scan.rev().map(decode))
+            } else {
+                range::paginate(pk, query.limit, scan.map(decode))
+            }
+        })
+        .await
+    }
+
+    async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |inner| inner.write(|store| ops::write(store, table, &ops)))
+            .await
+    }
+
+    async fn update(&self, table: TableName, update: Update) -> Result<Item> {
+        self.blocking(move |inner| inner.write(|store| ops::update(store, table, &update)))
+            .await
+    }
+
+    async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
+        self.blocking(move |inner| inner.write(|store| ops::transact(store, &transaction)))
+            .await
+    }
+
+    /// Unlimited: one redb transaction takes any number of ops (DynamoDB: 100).
+    fn max_transact_ops(&self) -> usize {
+        usize::MAX
+    }
+}

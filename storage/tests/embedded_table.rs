@@ -1,0 +1,182 @@
+//! The embedded (redb) tables: the shared conformance suite, the in-memory double on the same
+//! suite, persistence across reopening, and a rough throughput measurement (ignored by default).
+
+use shoal_storage::embedded::EmbeddedTables;
+use shoal_storage::memory::MemoryTables;
+use shoal_storage::{Error, Item, Key, Query, Table, TableName, Update, Value, WriteOp};
+use std::sync::Arc;
+use std::time::Instant;
+use tempfile::TempDir;
+
+/// A fresh embedded database in its own temporary directory (removed when the check ends).
+fn embedded() -> (Arc<dyn Table>, TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tables = EmbeddedTables::open(&dir.path().join("tables.redb")).expect("open");
+    (Arc::new(tables), dir)
+}
+
+mod embedded_conformance {
+    use super::*;
+    shoal_storage::table_conformance!(embedded());
+}
+
+mod memory_conformance {
+    use super::*;
+    shoal_storage::table_conformance!(Arc::new(MemoryTables::new()) as Arc<dyn Table>);
+}
+
+fn counter(count: f64) -> Item {
+    [("count".to_owned(), Value::N(count))].into()
+}
+
+#[tokio::test]
+async fn items_survive_reopening() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("nested").join("tables.redb");
+    let key = Key::new("tenant#entity", "aggregate");
+    {
+        let tables = EmbeddedTables::open(&path).expect("open");
+        for name in TableName::ALL {
+            let update = Update::new(key.clone()).add("count", 1.0);
+            tables.update(name, update).await.expect("update");
+        }
+        let update = Update::new(key.clone()).add("count", 1.0);
+        tables
+            .update(TableName::Views, update)
+            .await
+            .expect("update");
+        // A second handle on an open file is refused rather than corrupting it.
+        assert!(matches!(
+            EmbeddedTables::open(&path),
+            Err(Error::Backend(_))
+        ));
+    }
+    let reopened = EmbeddedTables::open(&path).expect("reopen");
+    assert_eq!(
+        reopened.get(TableName::Views, &key).await.expect("get"),
+        Some(counter(2.0))
+    );
+    assert_eq!(
+        reopened.get(TableName::Control, &key).await.expect("get"),
+        Some(counter(1.0))
+    );
+    assert_eq!(
+        reopened.get(TableName::Events, &key).await.expect("get"),
+        Some(counter(1.0))
+    );
+    let page = reopened
+        .query(TableName::Views, &Query::partition("tenant#entity"))
+        .await
+        .expect("query");
+    assert_eq!(page.items, vec![(key, counter(2.0))]);
+}
+
+#[tokio::test]
+async fn clones_share_one_database() {
+    let (table, _dir) = embedded();
+    let tables: Arc<dyn Table> = Arc::clone(&table);
+    let key = Key::new("p", "s");
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let tables = Arc::clone(&tables);
+            let key = key.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let update = Update::new(key.clone()).add("count", 1.0);
+                    tables
+                        .update(TableName::Views, update)
+                        .await
+                        .expect("update");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    // Every read-modify-write is one transaction, so none of the 40 increments is lost.
+    assert_eq!(
+        table.get(TableName::Views, &key).await.expect("get"),
+        Some(counter(40.0))
+    );
+}
+
+/// Rough figures, not an assertion: `cargo test -p shoal-storage --release --test
+/// embedded_table -- --ignored --nocapture throughput`. Uses the target directory's disk, not
+/// a tmpfs, so the fsync per commit is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let tables = EmbeddedTables::open(&dir.path().join("tables.redb")).expect("open");
+
+    let updates = 500;
+    let started = Instant::now();
+    for index in 0..updates {
+        let key = Key::new("tenant#entity", format!("counter-{}", index % 10));
+        let update = Update::new(key).add("count", 1.0);
+        tables
+            .update(TableName::Views, update)
+            .await
+            .expect("update");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "sequential update ADD: {updates} in {elapsed:?} = {:.0}/s",
+        f64::from(updates) / elapsed.as_secs_f64()
+    );
+
+    let concurrent = 8;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrent)
+        .map(|task| {
+            let tables = tables.clone();
+            tokio::spawn(async move {
+                for index in 0..updates / concurrent {
+                    let key = Key::new(format!("tenant#{task}"), format!("counter-{}", index % 10));
+                    let update = Update::new(key).add("count", 1.0);
+                    tables
+                        .update(TableName::Views, update)
+                        .await
+                        .expect("update");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "update ADD from {concurrent} tasks: {updates} in {elapsed:?} = {:.0}/s",
+        f64::from(updates) / elapsed.as_secs_f64()
+    );
+
+    let batches = 20;
+    let batch = 1000;
+    let started = Instant::now();
+    for round in 0..batches {
+        let ops = (0..batch)
+            .map(|index| WriteOp::Put {
+                key: Key::new(
+                    format!("tenant#entity-{}", index % 50),
+                    format!("{round:04}#{index:06}"),
+                ),
+                item: [
+                    ("name".to_owned(), Value::S("page_viewed".to_owned())),
+                    ("value".to_owned(), Value::N(f64::from(index))),
+                    ("path".to_owned(), Value::S(format!("/docs/{index}"))),
+                ]
+                .into(),
+            })
+            .collect();
+        tables.write(TableName::Events, ops).await.expect("write");
+    }
+    let elapsed = started.elapsed();
+    let items = f64::from(batches * batch);
+    println!(
+        "write of {batch}-item batches: {items} items in {elapsed:?} = {:.0} items/s, {:.1} ms a batch",
+        items / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / f64::from(batches)
+    );
+}
