@@ -2,3 +2,9 @@
 //!
 //! - `log`: the segment-file event log with group commit.
 //! - `table`: the redb-backed tables.
+
+pub mod log;
+pub mod table;
+
+pub use log::{EmbeddedLog, LogConfig, ShardHead, SyncMode};
+pub use table::EmbeddedTables;

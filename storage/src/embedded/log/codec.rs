@@ -1,0 +1,281 @@
+//! The block codec: the payload of one frame, holding the events of one group commit.
+//!
+//! Payload layout (format version 1, all integers little-endian):
+//!
+//! ```text
+//! [u8 version = 1][u8 codec][u32 event_count][u32 raw_len][body]
+//! ```
+//!
+//! `body` is the concatenation of `event_count` postcard-encoded [`Event`]s, `raw_len` bytes in
+//! all, compressed as `codec` says (1 = zstd, 0 = stored as is). Compressing the block as a whole
+//! rather than event by event is what makes repetitive JSON properties cheap on disk.
+//!
+//! Invariants:
+//! - `raw_len <= MAX_BLOCK_RAW_BYTES`, so a block never needs more memory than that to decode,
+//!   and the decoder refuses to allocate beyond it whatever a damaged header says;
+//! - the count and raw length sit before the compressed body, so the event count of a block can
+//!   be read without decompressing it;
+//! - postcard is not self-describing: the body depends on the field order of [`Event`] and the
+//!   variant order of `EventKind`. Changing either needs a new format version here, and the
+//!   decoder must keep reading version 1.
+
+use shoal_schemas::Event;
+
+/// The block format this build writes.
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes before the body: version, codec, event count, raw length.
+pub const HEADER_LEN: usize = 10;
+/// The most event bytes (postcard-encoded, before compression) one block holds. A drain with
+/// more is split into several blocks; a single event larger than this is refused at append.
+pub const MAX_BLOCK_RAW_BYTES: usize = 4 * 1024 * 1024;
+
+const CODEC_STORED: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// Why a payload could not be decoded. Callers turn it into [`crate::Error::Corrupt`] with the
+/// location, which only they know.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+/// An upper bound of an event's encoded size, computed without encoding it: postcard spends at
+/// most 5 bytes on a string length, 10 on an `i64`, 17 on a UUID and 9 on an `Option<f64>`.
+pub fn encoded_len_bound(event: &Event) -> usize {
+    const FIXED: usize = 17 + 4 * 5 + 1 + 2 * 10 + 9;
+    FIXED + event.tenant.len() + event.name.len() + event.entity.len() + event.properties.len()
+}
+
+/// Appends the postcard encoding of `event` to `out`.
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+    let taken = std::mem::take(out);
+    *out = postcard::to_extend(event, taken)?;
+    Ok(())
+}
+
+/// Builds block payloads. Owns a zstd context so one writer thread reuses it for every block.
+pub struct BlockEncoder {
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+impl BlockEncoder {
+    pub fn new(level: i32) -> std::io::Result<Self> {
+        Ok(BlockEncoder {
+            compressor: zstd::bulk::Compressor::new(level)?,
+        })
+    }
+
+    /// The payload of a block of `count` events whose encodings, concatenated, are `raw`.
+    pub fn encode(&mut self, count: u32, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        debug_assert!(count > 0 && raw.len() <= MAX_BLOCK_RAW_BYTES);
+        let raw_len = u32::try_from(raw.len())
+            .map_err(|_| std::io::Error::other("block larger than 4 GiB"))?;
+        let body = self.compressor.compress(raw)?;
+        let mut payload = Vec::with_capacity(HEADER_LEN + body.len());
+        payload.push(FORMAT_VERSION);
+        payload.push(CODEC_ZSTD);
+        payload.extend_from_slice(&count.to_le_bytes());
+        payload.extend_from_slice(&raw_len.to_le_bytes());
+        payload.extend_from_slice(&body);
+        Ok(payload)
+    }
+}
+
+/// The header fields of a payload, checked for plausibility.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub count: u32,
+    codec: u8,
+    raw_len: usize,
+}
+
+/// Reads and checks a payload's header; needs only its first [`HEADER_LEN`] bytes.
+pub fn read_header(payload: &[u8]) -> Result<BlockHeader, DecodeError> {
+    let Some(header) = payload.get(..HEADER_LEN) else {
+        return Err(DecodeError(format!(
+            "block payload of {} bytes is shorter than its header",
+            payload.len()
+        )));
+    };
+    if header[0] != FORMAT_VERSION {
+        return Err(DecodeError(format!(
+            "block format version {} is not supported (this build reads {FORMAT_VERSION})",
+            header[0]
+        )));
+    }
+    let codec = header[1];
+    if codec != CODEC_STORED && codec != CODEC_ZSTD {
+        return Err(DecodeError(format!("unknown block codec {codec}")));
+    }
+    let count = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
+    let raw_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as usize;
+    // Every encoded event takes at least one byte, so a count above the length is damage.
+    if count == 0 || raw_len > MAX_BLOCK_RAW_BYTES || count as usize > raw_len {
+        return Err(DecodeError(format!(
+            "implausible block header: {count} events in {raw_len} bytes"
+        )));
+    }
+    Ok(BlockHeader {
+        count,
+        codec,
+        raw_len,
+    })
+}
+
+/// Decodes block payloads, reusing one zstd context.
+pub struct BlockDecoder {
+    decompressor: zstd::bulk::Decompressor<'static>,
+}
+
+impl BlockDecoder {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(BlockDecoder {
+            decompressor: zstd::bulk::Decompressor::new()?,
+        })
+    }
+
+    /// The events of a payload, or why it is not a valid block.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        let header = read_header(payload)?;
+        let body = &payload[HEADER_LEN..];
+        let decompressed;
+        let raw: &[u8] = if header.codec == CODEC_ZSTD {
+            // The capacity bounds the allocation, whatever the compressed frame claims.
+            decompressed = self
+                .decompressor
+                .decompress(body, header.raw_len)
+                .map_err(|error| DecodeError(format!("zstd: {error}")))?;
+            &decompressed
+        } else {
+            body
+        };
+        if raw.len() != header.raw_len {
+            return Err(DecodeError(format!(
+                "block body is {} bytes, its header says {}",
+                raw.len(),
+                header.raw_len
+            )));
+        }
+        let mut events = Vec::with_capacity(header.count as usize);
+        let mut rest = raw;
+        for _ in 0..header.count {
+            let (event, tail) = postcard::take_from_bytes::<Event>(rest).map_err(|error| {
+                DecodeError(format!("event {} of the block: {error}", events.len()))
+            })?;
+            events.push(event);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(DecodeError(format!(
+                "{} stray bytes after the block's events",
+                rest.len()
+            )));
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_schemas::EventKind;
+
+    fn event(n: u32) -> Event {
+        Event {
+            id: uuid::Uuid::from_u128(u128::from(n) << 64 | 0xabc),
+            tenant: "acme".into(),
+            kind: EventKind::ALL[n as usize % EventKind::ALL.len()],
+            name: format!("event-{n}"),
+            entity: format!("customer-{}", n % 3),
+            timestamp: 1_700_000_000_000 + i64::from(n),
+            received_at: 1_700_000_000_500 + i64::from(n),
+            properties: format!(r#"{{"plan":"pro","n":{n}}}"#),
+            value: (n % 3 == 1).then_some(f64::from(n) * 0.5),
+        }
+    }
+
+    fn encode(events: &[Event]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for event in events {
+            encode_event(event, &mut raw).unwrap();
+        }
+        let count = u32::try_from(events.len()).unwrap();
+        BlockEncoder::new(1).unwrap().encode(count, &raw).unwrap()
+    }
+
+    #[test]
+    fn round_trips_events() {
+        let events: Vec<Event> = (0..50).map(event).collect();
+        let payload = encode(&events);
+        assert_eq!(payload[0], FORMAT_VERSION);
+        assert_eq!(read_header(&payload).unwrap().count, 50);
+        let decoded = BlockDecoder::new().unwrap().decode(&payload).unwrap();
+        assert_eq!(decoded, events);
+    }
+
+    #[test]
+    fn bound_covers_the_encoding() {
+        let mut long = event(7);
+        long.properties = "x".repeat(100_000);
+        long.timestamp = i64::MIN;
+        long.received_at = i64::MAX;
+        for sample in [event(1), event(2), long] {
+            let mut out = Vec::new();
+            encode_event(&sample, &mut out).unwrap();
+            assert!(out.len() <= encoded_len_bound(&sample));
+        }
+    }
+
+    #[test]
+    fn stored_codec_is_readable() {
+        let events = vec![event(1), event(2)];
+        let mut raw = Vec::new();
+        for event in &events {
+            encode_event(event, &mut raw).unwrap();
+        }
+        let mut payload = vec![FORMAT_VERSION, CODEC_STORED];
+        payload.extend_from_slice(&2u32.to_le_bytes());
+        payload.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&raw);
+        assert_eq!(
+            BlockDecoder::new().unwrap().decode(&payload).unwrap(),
+            events
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_version_and_codec() {
+        let mut payload = encode(&[event(1)]);
+        payload[0] = 9;
+        let error = BlockDecoder::new().unwrap().decode(&payload).unwrap_err();
+        assert!(error.0.contains("version 9"), "{error}");
+        let mut payload = encode(&[event(1)]);
+        payload[1] = 7;
+        assert!(BlockDecoder::new().unwrap().decode(&payload).is_err());
+    }
+
+    #[test]
+    fn rejects_damaged_headers_and_bodies() {
+        let payload = encode(&[event(1), event(2)]);
+        let mut decoder = BlockDecoder::new().unwrap();
+        assert!(decoder.decode(&payload[..5]).is_err(), "short header");
+        assert!(
+            decoder.decode(&payload[..payload.len() - 3]).is_err(),
+            "cut body"
+        );
+
+        let mut wrong_count = payload.clone();
+        wrong_count[2] = 3;
+        assert!(decoder.decode(&wrong_count).is_err(), "count too high");
+        let mut fewer = payload.clone();
+        fewer[2] = 1;
+        assert!(decoder.decode(&fewer).is_err(), "stray bytes");
+
+        let mut huge = payload.clone();
+        huge[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decoder.decode(&huge).is_err(), "raw length beyond the cap");
+
+        let mut zero = payload;
+        zero[2..6].copy_from_slice(&0u32.to_le_bytes());
+        assert!(decoder.decode(&zero).is_err(), "empty block");
+    }
+}

@@ -1,0 +1,135 @@
+//! Reads of one shard: blocking positional reads, run inside `spawn_blocking` by the caller.
+//!
+//! A position's sequence is the logical offset of its block, so a read after a position seeks
+//! straight to that block, skips the events up to the position's index, and continues with
+//! whole blocks until it holds at least `max_events` or reaches the durable end.
+//!
+//! Invariants:
+//! - nothing at or past the head's `end` (a snapshot taken before the read) is looked at, so a
+//!   read never returns an event that is not durable yet;
+//! - a frame that fails its checks is an error ([`Error::Corrupt`]), never skipped or returned;
+//!   at the `after` position it is [`Error::InvalidArgument`] instead, since a position that
+//!   names no block is far likelier than damage exactly there.
+
+use super::codec::BlockDecoder;
+use super::segment::{FrameReader, Step};
+use super::shard::{Head, ShardShared};
+use crate::{Error, LogRecord, ReadBatch, Result};
+use shoal_schemas::{Position, Sequence};
+
+/// Up to about `max_events` events of the shard after `after`, as of `head`.
+pub fn read(
+    shard: &ShardShared,
+    head: &Head,
+    after: Option<&Position>,
+    max_events: usize,
+) -> Result<ReadBatch> {
+    let (mut offset, skip_through) = match after {
+        None => (0, None),
+        Some(position) => (block_offset(shard, head, position)?, Some(position.index)),
+    };
+    let mut decoder = BlockDecoder::new()?;
+    let mut records = Vec::new();
+    let mut event_count = 0usize;
+    let mut first_frame = true;
+    while offset < head.end && event_count < max_events {
+        let Some((segment, next_base)) = shard.segment_at(offset) else {
+            return Err(corrupt(shard, offset, "no segment holds this offset"));
+        };
+        // A frame never spans segments: this segment's readable bytes end at the next one or
+        // at the durable end, whichever comes first.
+        let segment_end = next_base.unwrap_or(head.end).min(head.end);
+        let mut frames = FrameReader::new(
+            &segment.file,
+            offset - segment.base,
+            segment_end - segment.base,
+        );
+        while event_count < max_events {
+            let (in_file, payload) = match frames.step()? {
+                Step::Frame { offset, payload } => (offset, payload),
+                Step::End => break,
+                Step::Bad { offset, reason } => {
+                    let logical = segment.base + offset;
+                    if first_frame && after.is_some() {
+                        return Err(not_a_block(shard, logical));
+                    }
+                    return Err(corrupt(shard, logical, reason));
+                }
+            };
+            let sequence = segment.base + in_file;
+            let mut events = decoder
+                .decode(payload)
+                .map_err(|error| corrupt(shard, sequence, &error.to_string()))?;
+            let mut first_index = 0u32;
+            if first_frame {
+                if let Some(index) = skip_through {
+                    first_index = index.saturating_add(1);
+                    let skipped = (first_index as usize).min(events.len());
+                    events.drain(..skipped);
+                }
+                first_frame = false;
+            }
+            if !events.is_empty() {
+                event_count += events.len();
+                records.push(LogRecord {
+                    sequence: Sequence::from_u64(sequence),
+                    first_index,
+                    events,
+                });
+            }
+        }
+        offset = segment.base + frames.position();
+        if offset < segment_end {
+            // Stopped for `max_events` inside this segment.
+            break;
+        }
+    }
+    let reached_end = offset >= head.end;
+    let millis_behind = if reached_end {
+        Some(0)
+    } else {
+        let last_read = records
+            .last()
+            .and_then(|record| record.events.last())
+            .map(|event| event.received_at);
+        match (head.newest_received_at, last_read) {
+            (Some(newest), Some(read)) => Some(newest.saturating_sub(read).max(0) as u64),
+            _ => None,
+        }
+    };
+    Ok(ReadBatch {
+        records,
+        end_of_shard: false,
+        millis_behind,
+    })
+}
+
+/// The logical offset of the block `position` names, checked to lie below the durable end.
+pub fn block_offset(shard: &ShardShared, head: &Head, position: &Position) -> Result<u64> {
+    let Some(offset) = position.sequence.to_u64() else {
+        return Err(Error::InvalidArgument(format!(
+            "position {position} is not a position of the embedded log"
+        )));
+    };
+    if offset >= head.end {
+        return Err(Error::InvalidArgument(format!(
+            "position {position} is beyond the end of shard {} ({})",
+            shard.index, head.end
+        )));
+    }
+    Ok(offset)
+}
+
+fn not_a_block(shard: &ShardShared, offset: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "no record of shard {} starts at sequence {offset} (or the record there is damaged)",
+        shard.index
+    ))
+}
+
+fn corrupt(shard: &ShardShared, offset: u64, detail: &str) -> Error {
+    Error::Corrupt {
+        location: format!("shard {} at offset {offset}", shard.index),
+        detail: detail.to_owned(),
+    }
+}

@@ -1,0 +1,333 @@
+//! The per-shard writer thread: group commit.
+//!
+//! Each shard has one dedicated OS thread fed by a bounded channel. It blocks for the first
+//! request, then takes every request already waiting (up to [`MAX_DRAIN_EVENTS`]), drops
+//! duplicates, encodes the rest into one block (several when they exceed the block cap), writes
+//! them with one positional write per segment, syncs once, publishes the new durable head, and
+//! only then answers every request. One fsync thus covers every append that arrived while the
+//! previous one ran, which is where the throughput comes from.
+//!
+//! Invariants:
+//! - an appender is answered only after its events are durable (written and, in
+//!   `SyncMode::Always`, synced), and after the head covering them is published, so a read
+//!   issued after an append returns sees its events;
+//! - fingerprints enter the dedup window only after the write succeeded;
+//! - after a failed write or sync the shard refuses every further append (until the log is
+//!   reopened, when recovery cuts whatever partial frame the failure left). Continuing could
+//!   leave a hole or a half-written frame in the middle of the stream, and after a failed fsync
+//!   the kernel may already have dropped the dirty pages, so a retry on the same file proves
+//!   nothing. Failing loudly is the only answer that keeps "acknowledged means durable".
+
+use super::codec::{self, BlockEncoder};
+use super::config::SyncMode;
+use super::dedup::{DedupWindow, FingerprintSet};
+use super::meta::sync_dir;
+use super::segment::{self, FRAME_HEADER_LEN};
+use super::shard::{Head, LastBlock, OpenedShard, Segment, ShardShared};
+use crate::{AppendOutcome, Error, Result};
+use shoal_schemas::{Event, Position, Sequence, keys};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests waiting per shard before appenders feel backpressure.
+pub const QUEUE_DEPTH: usize = 1024;
+/// A drain stops taking requests once it holds this many events, bounding the memory and the
+/// latency of one commit; the rest go in the next commit, right after.
+pub const MAX_DRAIN_EVENTS: usize = 64 * 1024;
+
+/// One append call's events for this shard, and where to send their outcomes (in order).
+pub struct AppendRequest {
+    pub events: Vec<Event>,
+    pub reply: oneshot::Sender<Result<Vec<AppendOutcome>>>,
+}
+
+/// Settings the writer needs from the log's config.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterSettings {
+    pub segment_bytes: u64,
+    pub sync: SyncMode,
+    pub compression_level: i32,
+}
+
+/// Where an input event went.
+enum Slot {
+    Duplicate,
+    Stored { block: usize, index: u32 },
+}
+
+/// What a drain will write, and the answer for each of its events.
+struct Plan {
+    /// Per request, per event.
+    slots: Vec<Vec<Slot>>,
+    blocks: Vec<RawBlock>,
+    /// Fingerprints and times of the events to store, for the dedup window.
+    stored: Vec<(u64, i64)>,
+    newest_received_at: Option<i64>,
+}
+
+/// A block being filled: the concatenated encodings of its events.
+#[derive(Default)]
+struct RawBlock {
+    count: u32,
+    bytes: Vec<u8>,
+}
+
+pub struct Writer {
+    shared: Arc<ShardShared>,
+    settings: WriterSettings,
+    active: Segment,
+    active_len: u64,
+    dedup: DedupWindow,
+    encoder: BlockEncoder,
+    newest_received_at: Option<i64>,
+    /// Set by the first failed write or sync; every later request is refused with it.
+    failure: Option<String>,
+    /// The directory lock, held until the last writer thread ends: a log dropped without
+    /// `shutdown` may still be writing queued appends, and must not be reopened meanwhile.
+    _lock: Arc<File>,
+}
+
+impl Writer {
+    pub fn new(opened: OpenedShard, settings: WriterSettings, lock: Arc<File>) -> Result<Self> {
+        Ok(Writer {
+            shared: opened.shared,
+            settings,
+            active: opened.active,
+            active_len: opened.active_len,
+            dedup: opened.dedup,
+            encoder: BlockEncoder::new(settings.compression_level)?,
+            newest_received_at: opened.newest_received_at,
+            failure: None,
+            _lock: lock,
+        })
+    }
+
+    /// Starts the writer thread. It ends once every sender is dropped and the queue is empty.
+    pub fn spawn(
+        self,
+        requests: mpsc::Receiver<AppendRequest>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("shoal-log-{}", self.shared.index);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run(requests))
+    }
+
+    fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut events = first.events.len();
+            let mut drained = vec![first];
+            while events < MAX_DRAIN_EVENTS {
+                let Ok(next) = requests.try_recv() else { break };
+                events += next.events.len();
+                drained.push(next);
+            }
+            self.commit(drained);
+        }
+    }
+
+    /// One group commit: everything in `requests` is answered when this returns.
+    fn commit(&mut self, requests: Vec<AppendRequest>) {
+        if let Some(failure) = &self.failure {
+            let message = format!(
+                "shard {} refuses appends after a failed write ({failure}); reopen the log",
+                self.shared.index
+            );
+            for request in requests {
+                let _ = request.reply.send(Err(Error::Backend(message.clone())));
+            }
+            return;
+        }
+        match self.write(&requests) {
+            Ok(outcomes) => {
+                for (request, outcome) in requests.into_iter().zip(outcomes) {
+                    // The appender may have given up waiting (its future was dropped); its
+                    // events are durable all the same, and a retry will be a duplicate.
+                    let _ = request.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    shard = self.shared.index,
+                    %error,
+                    "event log write failed; the shard refuses appends until reopened"
+                );
+                self.failure = Some(error.to_string());
+                for request in requests {
+                    let io = std::io::Error::new(
+                        error.kind(),
+                        format!("shard {}: {error}", self.shared.index),
+                    );
+                    let _ = request.reply.send(Err(Error::Io(io)));
+                }
+            }
+        }
+    }
+
+    /// Encodes, writes and syncs the requests' new events; the outcomes per request.
+    fn write(&mut self, requests: &[AppendRequest]) -> std::io::Result<Vec<Vec<AppendOutcome>>> {
+        let plan = self.plan(requests)?;
+        let mut starts = Vec::with_capacity(plan.blocks.len());
+        if let Some(last) = plan.blocks.last() {
+            let mut payloads = Vec::with_capacity(plan.blocks.len());
+            for block in &plan.blocks {
+                payloads.push(self.encoder.encode(block.count, &block.bytes)?);
+            }
+            self.append_frames(&payloads, &mut starts)?;
+            // Durable from here on: remember the fingerprints, publish, then answer.
+            for &(fingerprint, received_at) in &plan.stored {
+                self.dedup.insert(fingerprint, received_at);
+            }
+            self.newest_received_at = self.newest_received_at.max(plan.newest_received_at);
+            let end = self.active.base + self.active_len;
+            self.shared.publish(Head {
+                end,
+                last_block: starts.last().map(|&start| LastBlock {
+                    start,
+                    count: last.count,
+                }),
+                newest_received_at: self.newest_received_at,
+            });
+            tracing::trace!(
+                shard = self.shared.index,
+                requests = requests.len(),
+                events = plan.blocks.iter().map(|block| block.count).sum::<u32>(),
+                blocks = plan.blocks.len(),
+                end,
+                "group commit"
+            );
+        }
+        Ok(plan
+            .slots
+            .into_iter()
+            .map(|slots| {
+                slots
+                    .into_iter()
+                    .map(|slot| match slot {
+                        Slot::Duplicate => AppendOutcome::Duplicate,
+                        Slot::Stored { block, index } => AppendOutcome::Stored(Position::new(
+                            Sequence::from_u64(starts[block]),
+                            index,
+                        )),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Sorts the drained events into duplicates and blocks (each within the block cap), without
+    /// touching the disk or the dedup window.
+    fn plan(&self, requests: &[AppendRequest]) -> std::io::Result<Plan> {
+        let mut pending = FingerprintSet::default();
+        let mut plan = Plan {
+            slots: Vec::with_capacity(requests.len()),
+            blocks: Vec::new(),
+            stored: Vec::new(),
+            newest_received_at: None,
+        };
+        let mut current = RawBlock::default();
+        let mut scratch = Vec::new();
+        for request in requests {
+            let mut slots = Vec::with_capacity(request.events.len());
+            for event in &request.events {
+                if self.dedup.enabled() {
+                    let fingerprint =
+                        keys::dedup_fingerprint(&event.tenant, &event.entity, &event.id);
+                    // `insert` is false for a second copy inside this very drain.
+                    if self.dedup.is_duplicate(fingerprint, event.received_at)
+                        || !pending.insert(fingerprint)
+                    {
+                        slots.push(Slot::Duplicate);
+                        continue;
+                    }
+                    plan.stored.push((fingerprint, event.received_at));
+                }
+                scratch.clear();
+                codec::encode_event(event, &mut scratch).map_err(std::io::Error::other)?;
+                if current.count > 0
+                    && current.bytes.len() + scratch.len() > codec::MAX_BLOCK_RAW_BYTES
+                {
+                    plan.blocks.push(std::mem::take(&mut current));
+                }
+                current.bytes.extend_from_slice(&scratch);
+                slots.push(Slot::Stored {
+                    block: plan.blocks.len(),
+                    index: current.count,
+                });
+                current.count += 1;
+                plan.newest_received_at = plan.newest_received_at.max(Some(event.received_at));
+            }
+            plan.slots.push(slots);
+        }
+        if current.count > 0 {
+            plan.blocks.push(current);
+        }
+        Ok(plan)
+    }
+
+    /// Frames and writes the payloads, rolling segments as needed, then syncs; pushes each
+    /// block's logical start to `starts`. Advances `active_len` only over bytes written.
+    fn append_frames(
+        &mut self,
+        payloads: &[Vec<u8>],
+        starts: &mut Vec<u64>,
+    ) -> std::io::Result<()> {
+        let mut buffer = Vec::with_capacity(
+            payloads
+                .iter()
+                .map(|payload| FRAME_HEADER_LEN + payload.len())
+                .sum(),
+        );
+        for payload in payloads {
+            let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
+            let in_file = self.active_len + buffer.len() as u64;
+            if in_file > 0 && in_file + frame_len > self.settings.segment_bytes {
+                self.flush(&mut buffer)?;
+                self.roll()?;
+            }
+            starts.push(self.active.base + self.active_len + buffer.len() as u64);
+            segment::append_frame(&mut buffer, payload);
+        }
+        self.flush(&mut buffer)?;
+        if self.settings.sync == SyncMode::Always {
+            self.active.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        self.active.file.write_all_at(buffer, self.active_len)?;
+        self.active_len += buffer.len() as u64;
+        buffer.clear();
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next one at the current end of the stream.
+    fn roll(&mut self) -> std::io::Result<()> {
+        // Synced whatever the mode: recovery validates only the final segment, so every earlier
+        // one must be complete on disk before a later one exists.
+        self.active.file.sync_data()?;
+        let base = self.active.base + self.active_len;
+        let path = self.shared.dir.join(segment::segment_file_name(base));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        sync_dir(&self.shared.dir)?;
+        let next = Segment {
+            base,
+            file: Arc::new(file),
+        };
+        self.shared.push_segment(next.clone());
+        self.active = next;
+        self.active_len = 0;
+        tracing::debug!(shard = self.shared.index, base, "rolled to a new segment");
+        Ok(())
+    }
+}
