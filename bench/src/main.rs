@@ -1,1 +1,36 @@
-fn main() {}
+//! `shoal-bench`: load generators for Shoal, and the figures in BENCHMARKS.md.
+//!
+//! Subcommands:
+//! - `ingest`: durable ingest over HTTP (`POST /v1/events`) from N keep-alive connections, either
+//!   against a running server (`--url`, `--key`) or against a release server it starts itself on
+//!   a temporary data directory (`--spawn path/to/shoal`), which also yields bytes on disk per
+//!   event and the server's peak RSS.
+//!
+//! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
+
+mod cli;
+mod client;
+mod ids;
+mod ingest;
+mod procfs;
+mod report;
+mod server;
+mod stats;
+mod workload;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let outcome = match cli.command {
+        cli::Command::Ingest(args) => ingest::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shoal-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

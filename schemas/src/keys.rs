@@ -41,9 +41,13 @@ pub fn dedup_fingerprint(tenant: &str, entity: &str, id: &uuid::Uuid) -> u64 {
 }
 
 /// Is this a valid tenant id? Tenants appear at the front of every key, so they are kept to a
-/// plain alphabet that can never contain the separator.
+/// plain alphabet that can never contain the separator, and start with a letter or digit so that
+/// `_`-prefixed names stay free for Shoal's own items (`_system`).
 pub fn is_valid_tenant(tenant: &str) -> bool {
-    !tenant.is_empty()
+    tenant
+        .bytes()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphanumeric())
         && tenant.len() <= 64
         && tenant
             .bytes()
@@ -74,6 +78,7 @@ mod tests {
     fn tenant_alphabet() {
         assert!(is_valid_tenant("acme_prod-1"));
         assert!(!is_valid_tenant("a#b"));
+        assert!(!is_valid_tenant("_system"));
         assert!(!is_valid_tenant(""));
         assert!(!is_valid_tenant(&"x".repeat(65)));
     }

@@ -8,12 +8,15 @@
 //! Both traits are object-safe and injected as `Arc<dyn …>`. Every backend runs the shared
 //! suites in [`conformance`] (feature `conformance`).
 
+pub mod aws;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod embedded;
 mod error;
 mod log;
+pub mod memory;
 mod table;
+pub mod tenants;
 
 pub use error::{Error, Result};
 pub use log::{AppendOutcome, EventLog, LogRecord, ReadBatch, ShardInfo};

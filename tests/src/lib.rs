@@ -1,1 +1,179 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: start the real `shoal` binary on 127.0.0.1 with a fresh
+//! data directory, find its port and credentials, kill or stop it, and read its log back.
+//!
+//! The binary is `$SHOAL_BIN` when set, else `target/debug/shoal` of this workspace (the
+//! README's test command builds it first). A missing binary fails the test loudly.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shoal_schemas::Event;
+use shoal_storage::EventLog;
+use shoal_storage::embedded::{EmbeddedLog, LogConfig};
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn shoal_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/shoal");
+    assert!(
+        path.exists(),
+        "the shoal binary is missing at {} — build it with `cargo build -p shoal` (scripts/test.sh does) or set SHOAL_BIN",
+        path.display()
+    );
+    path
+}
+
+/// The first-start credentials the server wrote into its data directory.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub write_key: String,
+    pub read_key: String,
+    pub admin_token: String,
+}
+
+/// A running `shoal serve`.
+pub struct Shoal {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+impl Shoal {
+    /// Starts the binary on a free loopback port with `data_dir`, and a config file with
+    /// `config_toml` when given.
+    pub fn start(data_dir: &Path, config_toml: Option<&str>) -> Shoal {
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let mut command = Command::new(shoal_bin());
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("SHOAL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(text) = config_toml {
+            let path = data_dir.join("test-config.toml");
+            std::fs::write(&path, text).expect("write config");
+            command.arg("--config").arg(path);
+        }
+        let mut child = command.spawn().expect("spawn shoal");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("shoal: listening on ") {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        });
+        let base = match receiver.recv_timeout(START_TIMEOUT) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("shoal did not start listening within {START_TIMEOUT:?}");
+            }
+        };
+        Shoal {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        let text = std::fs::read_to_string(self.data_dir.join("credentials.json"))
+            .expect("credentials.json");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("credentials json");
+        let field = |name: &str| json[name].as_str().expect(name).to_owned();
+        Credentials {
+            write_key: field("write_key"),
+            read_key: field("read_key"),
+            admin_token: field("admin_token"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        // SAFETY: sending a signal to our own child process, whose pid is valid until waited.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Shoal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client with bounded timeouts, for loopback tests.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+/// Every event in a stopped server's log, shard by shard, in log order.
+pub async fn read_log(data_dir: &Path) -> Vec<Event> {
+    let log = EmbeddedLog::open(LogConfig::new(data_dir.join("log"))).expect("open log");
+    let mut events = Vec::new();
+    for shard in log.shards().await.expect("shards") {
+        let mut after = None;
+        loop {
+            let batch = log
+                .read(&shard.id, after.as_ref(), 10_000)
+                .await
+                .expect("read log");
+            if batch.records.is_empty() {
+                break;
+            }
+            for record in &batch.records {
+                events.extend(record.events.iter().cloned());
+            }
+            after = batch.last_position();
+        }
+    }
+    log.shutdown().await;
+    events
+}

@@ -1,0 +1,136 @@
+//! The command line. Parsing and range checks live here, so a bad argument is a clean clap
+//! message before anything starts.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "shoal-bench", version, about = "Load generators for Shoal")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Durable ingest: POST batches of events over keep-alive connections for a bounded time.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IngestArgs {
+    /// Base URL of a running server, e.g. http://127.0.0.1:8750 (instead of --spawn).
+    #[arg(long, required_unless_present = "spawn", conflicts_with = "spawn")]
+    pub url: Option<String>,
+    /// Write key of the running server (with --url).
+    #[arg(
+        long,
+        env = "SHOAL_WRITE_KEY",
+        requires = "url",
+        hide_env_values = true
+    )]
+    pub key: Option<String>,
+    /// Start this `shoal` binary on a fresh temporary data directory and a free 127.0.0.1 port
+    /// for every run, and measure its log bytes per event and peak RSS.
+    #[arg(long, value_name = "PATH/TO/SHOAL")]
+    pub spawn: Option<PathBuf>,
+    /// A TOML config file passed to the spawned server as `--config`.
+    #[arg(long, requires = "spawn")]
+    pub server_config: Option<PathBuf>,
+    /// With --url: the server's data directory, to report log bytes per event.
+    #[arg(long, requires = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the spawned server's data directory (its path is printed).
+    #[arg(long, requires = "spawn")]
+    pub keep_data: bool,
+
+    /// Concurrent keep-alive HTTP/1.1 connections.
+    #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+    /// Events per request.
+    #[arg(long, short = 'b', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, short = 'd', default_value = "10", value_parser = seconds)]
+    pub duration: Duration,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    pub warmup: Duration,
+    /// Approximate size of one event's JSON text.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(120..=32_768))]
+    pub event_bytes: u32,
+    /// Distinct customers the events are spread over (skewed: a few are much busier).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub entities: u32,
+    /// Give every event a fresh client id (as SDKs send `messageId`), so the server's dedup
+    /// window does real work; without it the server assigns ids.
+    #[arg(long)]
+    pub client_ids: bool,
+    /// With --url: the server's process id, to report its CPU time and peak RSS.
+    #[arg(long, requires = "url")]
+    pub server_pid: Option<u32>,
+    /// Seed of the workload; the same seed gives the same request bodies.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Threads of the load generator's runtime (it shares the machine with the server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
+    /// Give up on a request after this many seconds.
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    pub request_timeout: Duration,
+    /// Runs to make; with --spawn each on a fresh server. Medians are reported when > 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+    /// Also print each run and the medians as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A positive number of seconds, fractions allowed, at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(value.is_finite() && (0.0..=86_400.0).contains(&value)) {
+        return Err(format!("`{text}` must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accept_fractions_and_refuse_nonsense() {
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("ten").is_err());
+        assert!(seconds("inf").is_err());
+    }
+
+    #[test]
+    fn url_or_spawn_is_required() {
+        assert!(Cli::try_parse_from(["shoal-bench", "ingest"]).is_err());
+        assert!(
+            Cli::try_parse_from(["shoal-bench", "ingest", "--spawn", "x", "--url", "http://a"])
+                .is_err()
+        );
+        let parsed = Cli::try_parse_from(["shoal-bench", "ingest", "--spawn", "target/shoal"]);
+        assert!(parsed.is_ok());
+        assert!(
+            Cli::try_parse_from([
+                "shoal-bench",
+                "ingest",
+                "--spawn",
+                "x",
+                "--connections",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! Figures read from `/proc` and the file system: a process's peak RSS and CPU time, the whole
+//! machine's busy time (to tell how much CPU other processes took during a run), and the size
+//! of a directory tree.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// A `VmHWM`/`VmRSS`-style line of `/proc/PID/status`, in bytes.
+pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| {
+        line.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// User + system CPU time of a process so far (`/proc/PID/stat`, or `self`).
+pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis are fixed.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    ticks_to_duration(user + system)
+}
+
+/// Apparent size (sum of file lengths) of everything under `dir`.
+pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            total += dir_bytes(&entry.path())?;
+        } else if kind.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Busy and total time of all CPUs so far (`/proc/stat`, first line), in clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineTicks {
+    pub busy: u64,
+    pub total: u64,
+}
+
+pub fn machine_ticks() -> Option<MachineTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some(MachineTicks {
+        busy: total - idle,
+        total,
+    })
+}
+
+/// Busy CPU time of the whole machine between two samples.
+pub fn machine_busy(before: Option<MachineTicks>, after: Option<MachineTicks>) -> Option<Duration> {
+    let (before, after) = (before?, after?);
+    ticks_to_duration(after.busy.checked_sub(before.busy)?)
+}
+
+fn ticks_to_duration(ticks: u64) -> Option<Duration> {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|value| *value > 0)?;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_machine_ticks() {
+        let before = machine_ticks().unwrap();
+        assert!(before.total >= before.busy);
+        let after = machine_ticks().unwrap();
+        assert!(machine_busy(Some(before), Some(after)).is_some());
+    }
+
+    #[test]
+    fn reads_own_process_figures() {
+        let pid = std::process::id();
+        assert!(proc_status_bytes(pid, "VmHWM").is_some_and(|bytes| bytes > 0));
+        assert!(proc_status_bytes(pid, "NoSuchField").is_none());
+        assert!(cpu_time(None).is_some());
+        assert!(cpu_time(Some(pid)).is_some());
+    }
+
+    #[test]
+    fn sums_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_bytes(dir.path()).unwrap(), 15);
+    }
+}

@@ -1,0 +1,224 @@
+//! The native metric point format of `POST /v1/metrics`:
+//! `{"name", "tags"? {string: string}, "host"?, "timestamp"?, "value"}`.
+//!
+//! A point becomes a `metric` event whose entity is the series key `name{k=v,…}` with tags
+//! sorted by key, so the same series always maps to the same entity (and shard) whatever order
+//! the client sent its tags in.
+
+use super::fields::{finite_number, name, shape_error, string};
+use super::native::corrected_time;
+use super::{Context, Rejection};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shoal_schemas::{Event, EventKind, LIMIT_ENTITY_BYTES, LIMIT_NAME_BYTES};
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+const MAX_TAGS: usize = 32;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoint<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tags: Option<&'a RawValue>,
+    #[serde(borrow)]
+    host: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
+}
+
+/// The series key of a metric and its tags.
+pub fn series_key(metric: &str, tags: &BTreeMap<String, String>) -> String {
+    let mut key = String::with_capacity(metric.len() + 2 + tags.len() * 16);
+    key.push_str(metric);
+    key.push('{');
+    for (position, (tag, value)) in tags.iter().enumerate() {
+        if position > 0 {
+            key.push(',');
+        }
+        key.push_str(tag);
+        key.push('=');
+        key.push_str(value);
+    }
+    key.push('}');
+    key
+}
+
+/// Parses and validates one metric point.
+pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Rejection> {
+    if item.get().len() > context.max_event_bytes {
+        return Err(Rejection::new(
+            "event_too_large",
+            "point",
+            format!(
+                "point is {} bytes, the limit is {}",
+                item.get().len(),
+                context.max_event_bytes
+            ),
+        ));
+    }
+    let raw: RawPoint<'_> = serde_json::from_str(item.get()).map_err(|error| {
+        let mut rejection = shape_error(&error);
+        if rejection.field == "event" {
+            rejection = Rejection::new("invalid_type", "point", "each point must be a JSON object");
+        }
+        rejection
+    })?;
+    let metric = match raw.name {
+        Some(value) => name(value, "name", LIMIT_NAME_BYTES)?,
+        None => return Err(Rejection::new("missing", "name", "name is required")),
+    };
+    if metric.contains(['{', '}', ',', '=']) {
+        return Err(Rejection::new(
+            "invalid_value",
+            "name",
+            "name must not contain { } , =",
+        ));
+    }
+    let value = match raw.value {
+        Some(value) => finite_number(value, "value")?,
+        None => return Err(Rejection::new("missing", "value", "value is required")),
+    };
+    let mut tags = match raw.tags {
+        Some(value) => parse_tags(value)?,
+        None => BTreeMap::new(),
+    };
+    if let Some(host) = raw.host {
+        let host = name(host, "host", LIMIT_NAME_BYTES)?;
+        if tags.insert("host".to_owned(), host.into_owned()).is_some() {
+            return Err(Rejection::new(
+                "conflicting_fields",
+                "host",
+                "host is given both as a field and as a tag",
+            ));
+        }
+    }
+    let entity = series_key(&metric, &tags);
+    if entity.len() > LIMIT_ENTITY_BYTES {
+        return Err(Rejection::new(
+            "too_long",
+            "tags",
+            format!(
+                "the series key name{{tags}} is {} bytes, the limit is {LIMIT_ENTITY_BYTES}",
+                entity.len()
+            ),
+        ));
+    }
+    let timestamp = corrected_time(raw.timestamp, None, context.received_at)?;
+    let properties = serde_json::to_string(&tags)
+        .map_err(|_| Rejection::new("invalid_value", "tags", "tags could not be encoded"))?;
+    Ok(Event {
+        id: Uuid::now_v7(),
+        tenant: context.tenant.to_owned(),
+        kind: EventKind::Metric,
+        name: metric.into_owned(),
+        entity,
+        timestamp,
+        received_at: context.received_at,
+        properties,
+        value: Some(value),
+    })
+}
+
+fn parse_tags(raw: &RawValue) -> Result<BTreeMap<String, String>, Rejection> {
+    let map: HashMap<&str, &RawValue> = serde_json::from_str(raw.get())
+        .map_err(|_| Rejection::new("invalid_type", "tags", "tags must be an object of strings"))?;
+    if map.len() > MAX_TAGS {
+        return Err(Rejection::new(
+            "too_many_tags",
+            "tags",
+            format!("{} tags, the limit is {MAX_TAGS}", map.len()),
+        ));
+    }
+    let mut tags = BTreeMap::new();
+    for (tag, value) in map {
+        let field = format!("tags.{tag}");
+        if tag.is_empty() || tag.contains(['{', '}', ',', '=']) {
+            return Err(Rejection::new(
+                "invalid_value",
+                field,
+                "tag names must be non-empty and must not contain { } , =",
+            ));
+        }
+        let text = string(value, &field)?;
+        if text.contains(['{', '}', ',', '=']) {
+            return Err(Rejection::new(
+                "invalid_value",
+                field,
+                "tag values must not contain { } , =",
+            ));
+        }
+        tags.insert(tag.to_owned(), text.into_owned());
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Event, Rejection> {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        parse_point(
+            &raw,
+            &Context {
+                tenant: "acme",
+                received_at: 1_767_225_600_000,
+                max_event_bytes: 1024,
+            },
+        )
+    }
+
+    #[test]
+    fn series_key_sorts_tags() {
+        let point = parse(r#"{"name":"cpu.user","tags":{"zone":"a","dc":"x"},"host":"web1","timestamp":1767225590000,"value":0.5}"#).unwrap();
+        assert_eq!(point.entity, "cpu.user{dc=x,host=web1,zone=a}");
+        assert_eq!(point.kind, EventKind::Metric);
+        assert_eq!(point.value, Some(0.5));
+        assert_eq!(point.timestamp, 1_767_225_590_000);
+        assert_eq!(point.properties, r#"{"dc":"x","host":"web1","zone":"a"}"#);
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let cases = [
+            (r#"{"value":1}"#, "missing", "name"),
+            (r#"{"name":"m"}"#, "missing", "value"),
+            (r#"{"name":"m","value":"1"}"#, "invalid_type", "value"),
+            (r#"{"name":"m{","value":1}"#, "invalid_value", "name"),
+            (
+                r#"{"name":"m","value":1,"tags":{"a":1}}"#,
+                "invalid_type",
+                "tags.a",
+            ),
+            (
+                r#"{"name":"m","value":1,"tags":[]}"#,
+                "invalid_type",
+                "tags",
+            ),
+            (
+                r#"{"name":"m","value":1,"tags":{"host":"a"},"host":"b"}"#,
+                "conflicting_fields",
+                "host",
+            ),
+            (
+                r#"{"name":"m","value":1,"unit":"s"}"#,
+                "unknown_field",
+                "unit",
+            ),
+            (r#""x""#, "invalid_type", "point"),
+        ];
+        for (text, code, field) in cases {
+            let rejection = parse(text).unwrap_err();
+            assert_eq!(
+                (rejection.code, rejection.field.as_str()),
+                (code, field),
+                "{text}"
+            );
+        }
+    }
+}

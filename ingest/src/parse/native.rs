@@ -1,0 +1,303 @@
+//! The native event format of `POST /v1/events`:
+//! `{"id"?, "kind"?, "name", "entity", "timestamp"?, "sent_at"?, "properties"? | "traits"?, "value"?}`.
+//! Unknown fields are refused rather than dropped, so a typo never silently loses data.
+
+use super::fields::{finite_number, name, object, shape_error, string, time};
+use super::{Context, Rejection};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shoal_schemas::{Event, EventKind, LIMIT_ENTITY_BYTES, LIMIT_NAME_BYTES};
+use uuid::Uuid;
+
+/// Longest client-supplied id.
+const MAX_ID_BYTES: usize = 128;
+/// How far in the future an event may claim to be, after skew correction.
+const MAX_FUTURE_MILLIS: i64 = 24 * 60 * 60 * 1000;
+/// Client ids that are not UUIDs (Segment's messageId is any string) become UUIDv5 in this
+/// namespace, so the same string always gives the same id and deduplicates.
+pub const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5b0a_1c2e_8f3d_4a6b_9c7e_1d2f_3a4b_5c6d);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    entity: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow)]
+    value: Option<&'a RawValue>,
+}
+
+/// A client id as a UUID: itself when it is one, else derived from its text.
+pub fn event_id(text: &str) -> Uuid {
+    Uuid::parse_str(text).unwrap_or_else(|_| Uuid::new_v5(&MESSAGE_ID_NAMESPACE, text.as_bytes()))
+}
+
+/// Parses and validates one native event.
+pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Rejection> {
+    if item.get().len() > context.max_event_bytes {
+        return Err(Rejection::new(
+            "event_too_large",
+            "event",
+            format!(
+                "event is {} bytes, the limit is {}",
+                item.get().len(),
+                context.max_event_bytes
+            ),
+        ));
+    }
+    let raw: RawEvent<'_> =
+        serde_json::from_str(item.get()).map_err(|error| shape_error(&error))?;
+
+    let kind = match raw.kind {
+        None => EventKind::Track,
+        Some(value) => string(value, "kind")?.parse::<EventKind>().map_err(|_| {
+            Rejection::new(
+                "invalid_value",
+                "kind",
+                "kind must be one of track, identify, group, page, screen, alias, metric",
+            )
+        })?,
+    };
+    let entity = match raw.entity {
+        Some(value) => name(value, "entity", LIMIT_ENTITY_BYTES)?,
+        None => return Err(Rejection::new("missing", "entity", "entity is required")),
+    };
+    let event_name = match (raw.name, kind) {
+        (Some(value), _) => name(value, "name", LIMIT_NAME_BYTES)?.into_owned(),
+        (None, EventKind::Track | EventKind::Metric) => {
+            return Err(Rejection::new(
+                "missing",
+                "name",
+                format!("name is required for {kind} events"),
+            ));
+        }
+        (None, other) => other.as_str().to_owned(),
+    };
+    let id = match raw.id {
+        Some(value) => {
+            let text = name(value, "id", MAX_ID_BYTES)?;
+            event_id(&text)
+        }
+        None => Uuid::now_v7(),
+    };
+    let value = match raw.value {
+        Some(value) => Some(finite_number(value, "value")?),
+        None if kind == EventKind::Metric => {
+            return Err(Rejection::new(
+                "missing",
+                "value",
+                "value is required for metric events",
+            ));
+        }
+        None => None,
+    };
+    let properties = match (raw.properties, raw.traits) {
+        (Some(_), Some(_)) => {
+            return Err(Rejection::new(
+                "conflicting_fields",
+                "traits",
+                "send properties or traits, not both",
+            ));
+        }
+        (Some(value), None) => object(value, "properties")?.to_owned(),
+        (None, Some(value)) => object(value, "traits")?.to_owned(),
+        (None, None) => "{}".to_owned(),
+    };
+    let timestamp = corrected_time(raw.timestamp, raw.sent_at, context.received_at)?;
+
+    Ok(Event {
+        id,
+        tenant: context.tenant.to_owned(),
+        kind,
+        name: event_name,
+        entity: entity.into_owned(),
+        timestamp,
+        received_at: context.received_at,
+        properties,
+        value,
+    })
+}
+
+/// The event time corrected for the client's clock, as Segment does:
+/// `received_at − (sent_at − timestamp)`. Without `sent_at` the client's timestamp is trusted;
+/// without a timestamp the event happened when it was received.
+pub fn corrected_time(
+    timestamp: Option<&RawValue>,
+    sent_at: Option<&RawValue>,
+    received_at: i64,
+) -> Result<i64, Rejection> {
+    let client_time = timestamp
+        .map(|value| time(value, "timestamp"))
+        .transpose()?;
+    let sent = sent_at.map(|value| time(value, "sent_at")).transpose()?;
+    let corrected = match (client_time, sent) {
+        (Some(at), Some(sent)) => received_at.saturating_sub(sent.saturating_sub(at)),
+        (Some(at), None) => at,
+        (None, _) => received_at,
+    };
+    if corrected > received_at.saturating_add(MAX_FUTURE_MILLIS) {
+        return Err(Rejection::new(
+            "invalid_value",
+            "timestamp",
+            "timestamp is more than 24 hours in the future",
+        ));
+    }
+    Ok(corrected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn parse(text: &str) -> Result<Event, Rejection> {
+        let raw = RawValue::from_string(text.to_owned()).unwrap();
+        parse_event(
+            &raw,
+            &Context {
+                tenant: "acme",
+                received_at: NOW,
+                max_event_bytes: 1024,
+            },
+        )
+    }
+
+    #[test]
+    fn full_event() {
+        let event = parse(
+            r#"{"id":"0190b2a8-0000-7000-8000-000000000001","kind":"track","name":"login",
+                "entity":"cust-1","timestamp":"2025-12-31T23:00:00Z","properties":{"plan":"pro"}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.tenant, "acme");
+        assert_eq!(event.kind, EventKind::Track);
+        assert_eq!(event.name, "login");
+        assert_eq!(event.entity, "cust-1");
+        assert_eq!(event.timestamp, NOW - 3_600_000);
+        assert_eq!(event.received_at, NOW);
+        assert_eq!(event.properties, r#"{"plan":"pro"}"#);
+        assert_eq!(event.id.to_string(), "0190b2a8-0000-7000-8000-000000000001");
+    }
+
+    #[test]
+    fn defaults() {
+        let event = parse(r#"{"name":"login","entity":"c"}"#).unwrap();
+        assert_eq!(event.kind, EventKind::Track);
+        assert_eq!(event.timestamp, NOW);
+        assert_eq!(event.properties, "{}");
+        assert_eq!(event.id.get_version_num(), 7);
+        let identify =
+            parse(r#"{"kind":"identify","entity":"c","traits":{"plan":"trial"}}"#).unwrap();
+        assert_eq!(identify.name, "identify");
+        assert_eq!(identify.properties, r#"{"plan":"trial"}"#);
+    }
+
+    #[test]
+    fn non_uuid_ids_are_stable() {
+        let first = parse(r#"{"id":"msg-1","name":"a","entity":"c"}"#).unwrap();
+        let again = parse(r#"{"id":"msg-1","name":"b","entity":"c"}"#).unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(first.id.get_version_num(), 5);
+    }
+
+    #[test]
+    fn skew_is_corrected() {
+        // The client's clock is one hour fast: it says it sent at 01:00 an event of 00:59.
+        let event = parse(
+            r#"{"name":"a","entity":"c","timestamp":"2026-01-01T00:59:00Z","sent_at":"2026-01-01T01:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(event.timestamp, NOW - 60_000);
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let cases = [
+            (r#"{"name":"a"}"#, "missing", "entity"),
+            (r#"{"entity":"c"}"#, "missing", "name"),
+            (r#"{"name":5,"entity":"c"}"#, "invalid_type", "name"),
+            (
+                r#"{"name":"a","entity":"c","kind":"click"}"#,
+                "invalid_value",
+                "kind",
+            ),
+            (
+                r#"{"name":"a","entity":"c","timestamp":"soon"}"#,
+                "invalid_value",
+                "timestamp",
+            ),
+            (
+                r#"{"name":"a","entity":"c","timestamp":true}"#,
+                "invalid_type",
+                "timestamp",
+            ),
+            (
+                r#"{"name":"a","entity":"c","properties":[1]}"#,
+                "invalid_type",
+                "properties",
+            ),
+            (
+                r#"{"name":"a","entity":"c","value":"x"}"#,
+                "invalid_type",
+                "value",
+            ),
+            (
+                r#"{"name":"a","entity":"c","kind":"metric"}"#,
+                "missing",
+                "value",
+            ),
+            (
+                r#"{"name":"a","entity":"c","colour":"red"}"#,
+                "unknown_field",
+                "colour",
+            ),
+            (
+                r#"{"name":"a","entity":"c","name":"b"}"#,
+                "duplicate_field",
+                "name",
+            ),
+            (
+                r#"{"name":"a","entity":"c","properties":{},"traits":{}}"#,
+                "conflicting_fields",
+                "traits",
+            ),
+            (
+                r#"{"name":"a","entity":"c","timestamp":"2026-01-03T00:00:00Z"}"#,
+                "invalid_value",
+                "timestamp",
+            ),
+            (r#"[1,2]"#, "invalid_type", "event"),
+        ];
+        for (text, code, field) in cases {
+            let rejection = parse(text).unwrap_err();
+            assert_eq!(
+                (rejection.code, rejection.field.as_str()),
+                (code, field),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_event() {
+        let big = format!(
+            r#"{{"name":"a","entity":"c","properties":{{"x":"{}"}}}}"#,
+            "y".repeat(2000)
+        );
+        assert_eq!(parse(&big).unwrap_err().code, "event_too_large");
+    }
+}

@@ -1,0 +1,221 @@
+//! The ingest HTTP resources and the flow every write takes: authenticate → read the body
+//! within limits → split and parse each item → rate-limit the tenant → append to the log and
+//! wait until it is durable → answer with the fate of every item.
+
+use crate::body::{self, Budget};
+use crate::parse::{self, Context, Layout, Rejection};
+use crate::{Error, Limits, Result, admin, auth};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shoal_schemas::Event;
+use shoal_storage::tenants::{KeyInfo, KeyKind, TenantStore};
+use shoal_storage::{AppendOutcome, EventLog};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bodies larger than this are parsed off the async runtime.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// What the ingest routes share.
+pub struct IngestState {
+    log: Arc<dyn EventLog>,
+    pub(crate) tenants: Arc<TenantStore>,
+    limits: Limits,
+    budget: Budget,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl IngestState {
+    pub fn new(log: Arc<dyn EventLog>, tenants: Arc<TenantStore>, limits: Limits) -> Self {
+        let limiter = limits.tenant_events_per_second.and_then(|rate| {
+            let rate = NonZeroU32::new(rate)?;
+            let burst = NonZeroU32::new(limits.tenant_burst_events.max(rate.get()))?;
+            Some(DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            ))
+        });
+        IngestState {
+            log,
+            tenants,
+            budget: Budget::new(limits.max_inflight_bytes),
+            limits,
+            limiter,
+        }
+    }
+
+    /// The key's tenant, if the request carries a key of the wanted kind.
+    pub(crate) async fn authorize(&self, headers: &HeaderMap, kind: KeyKind) -> Result<KeyInfo> {
+        let secret = auth::presented_key(headers).ok_or(Error::Unauthorized)?;
+        let info = self
+            .tenants
+            .authenticate(&secret)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        if info.kind != kind {
+            return Err(Error::Forbidden(match kind {
+                KeyKind::Write => "write: use a write key",
+                KeyKind::Read => "read: use a read key",
+            }));
+        }
+        Ok(info)
+    }
+
+    fn check_rate(&self, tenant: &str, events: usize) -> Result<()> {
+        let (Some(limiter), Some(count)) = (&self.limiter, NonZeroU32::new(events as u32)) else {
+            return Ok(());
+        };
+        match limiter.check_key_n(&tenant.to_owned(), count) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Error::RateLimited {
+                retry_after: not_until
+                    .wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ))
+                    .max(Duration::from_millis(1)),
+            }),
+            // The batch alone exceeds the burst: waiting will not help, so say how long the
+            // sustained rate takes to admit it.
+            Err(_) => Err(Error::RateLimited {
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+}
+
+/// The ingest routes, including tenant administration.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/metrics", post(post_metrics))
+        .merge(admin::routes())
+        .with_state(state)
+}
+
+type ItemParser = fn(&RawValue, &Context<'_>) -> std::result::Result<Event, Rejection>;
+
+async fn post_events(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    ingest(&state, &headers, body, parse::parse_event).await
+}
+
+async fn post_metrics(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    ingest(&state, &headers, body, parse::parse_point).await
+}
+
+async fn ingest(
+    state: &IngestState,
+    headers: &HeaderMap,
+    body: Body,
+    parser: ItemParser,
+) -> Result<Response> {
+    let key = state.authorize(headers, KeyKind::Write).await?;
+    let body = body::read(headers, body, &state.limits, &state.budget).await?;
+    let layout = Layout::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok()),
+    );
+    let received_at = shoal_schemas::time::now_millis();
+    let bytes = body.bytes.clone();
+    let tenant = key.tenant.clone();
+    let limits = state.limits.clone();
+    let parse_all = move || parse_items(&bytes, layout, &tenant, received_at, &limits, parser);
+    let items = if body.bytes.len() > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(parse_all)
+            .await
+            .map_err(|_| Error::Overloaded {
+                retry_after: Limits::OVERLOAD_RETRY,
+            })??
+    } else {
+        parse_all()?
+    };
+
+    let mut report = BatchReport::default();
+    let mut events = Vec::with_capacity(items.len());
+    let mut indexes = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match item {
+            Ok(event) => {
+                indexes.push(index);
+                events.push(event);
+            }
+            Err(rejection) => report.errors.push(ItemError { index, rejection }),
+        }
+    }
+    state.check_rate(&key.tenant, events.len())?;
+    if !events.is_empty() {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
+        let outcomes = state.log.append(events).await?;
+        for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
+            match outcome {
+                AppendOutcome::Stored(_) => report.accepted += 1,
+                AppendOutcome::Duplicate => report.duplicates.push(Duplicate { index, id }),
+            }
+        }
+    }
+    report.rejected = report.errors.len();
+    let status = if report.accepted == 0 && report.duplicates.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(report)).into_response())
+}
+
+fn parse_items(
+    bytes: &[u8],
+    layout: Layout,
+    tenant: &str,
+    received_at: i64,
+    limits: &Limits,
+    parser: ItemParser,
+) -> Result<Vec<std::result::Result<Event, Rejection>>> {
+    let context = Context {
+        tenant,
+        received_at,
+        max_event_bytes: limits.max_event_bytes,
+    };
+    let items = parse::split(bytes, layout, limits.max_batch_events)?;
+    Ok(items
+        .into_iter()
+        .map(|item| item.and_then(|raw| parser(raw, &context)))
+        .collect())
+}
+
+/// The answer to a batch: every item not listed under `errors` or `duplicates` was stored.
+#[derive(Debug, Default, Serialize)]
+struct BatchReport {
+    accepted: usize,
+    rejected: usize,
+    errors: Vec<ItemError>,
+    duplicates: Vec<Duplicate>,
+}
+
+#[derive(Debug, Serialize)]
+struct ItemError {
+    index: usize,
+    #[serde(flatten)]
+    rejection: Rejection,
+}
+
+/// An item whose id was already stored: acknowledged, not stored again.
+#[derive(Debug, Serialize)]
+struct Duplicate {
+    index: usize,
+    id: uuid::Uuid,
+}

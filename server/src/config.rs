@@ -1,0 +1,125 @@
+//! Configuration: a serde struct with a default for everything, read from an optional TOML file,
+//! unknown keys refused so a typo is an error rather than a silently ignored setting.
+
+use anyhow::Context;
+use serde::Deserialize;
+use shoal_ingest::Limits;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log: LogSettings,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// Fixed when the data directory is created.
+    pub shards: u32,
+    pub segment_mib: u64,
+    /// `always` (fsync each group commit; acknowledged = durable) or `relaxed` (no fsync; a
+    /// power loss can lose the last moments).
+    pub sync: SyncSetting,
+    pub dedup_window_hours: u64,
+    pub dedup_capacity_per_shard: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    Always,
+    Relaxed,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8750))),
+            data_dir: PathBuf::from("./shoal-data"),
+            log: LogSettings::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            shards: 4,
+            segment_mib: 128,
+            sync: SyncSetting::Always,
+            dedup_window_hours: 24,
+            dedup_capacity_per_shard: 500_000,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let limits = &self.limits;
+        anyhow::ensure!(
+            limits.max_body_bytes > 0,
+            "limits.max_body_bytes must be > 0"
+        );
+        anyhow::ensure!(
+            limits.max_decompressed_bytes >= limits.max_body_bytes,
+            "limits.max_decompressed_bytes must be >= limits.max_body_bytes"
+        );
+        anyhow::ensure!(
+            limits.max_batch_events > 0,
+            "limits.max_batch_events must be > 0"
+        );
+        anyhow::ensure!(
+            limits.max_event_bytes > 0,
+            "limits.max_event_bytes must be > 0"
+        );
+        anyhow::ensure!(self.log.shards > 0, "log.shards must be > 0");
+        anyhow::ensure!(self.log.segment_mib > 0, "log.segment_mib must be > 0");
+        Ok(())
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    pub fn tables_path(&self) -> PathBuf {
+        self.data_dir.join("tables.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert!(config.listen.ip().is_loopback());
+        assert_eq!(config.listen.port(), 8750);
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults_and_refuses_typos() {
+        let config: Config = toml::from_str("[limits]\nmax_batch_events = 5\n").unwrap();
+        assert_eq!(config.limits.max_batch_events, 5);
+        assert_eq!(config.log.shards, 4);
+        let typo = toml::from_str::<Config>("[limits]\nmax_batch_event = 5\n");
+        assert!(typo.unwrap_err().to_string().contains("max_batch_event"));
+    }
+}
