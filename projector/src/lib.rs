@@ -1,1 +1,43 @@
-//! Placeholder
+//! Shoal's projector: replays the immutable log into read models, with exactly-once effects over
+//! at-least-once delivery (DESIGN.md, "Projector" and "Projections").
+//!
+//! - [`Projector`] runs one worker per (projection, shard) (`engine.rs`, `worker.rs`);
+//! - [`Projection`] and its write-back [`Cache`] (`projection.rs`), flushed with the checkpoint
+//!   (`flush.rs` holds the exactly-once design note);
+//! - [`checkpoint`], [`deadletter`] and [`status`] live in the `control` table;
+//! - the projections: [`archive`], [`series`], [`entities`], each with the read functions the
+//!   query side calls. Key layouts: `docs/read-models.md`.
+
+pub mod archive;
+pub mod checkpoint;
+mod config;
+pub mod deadletter;
+mod engine;
+pub mod entities;
+mod error;
+mod flush;
+pub mod keys;
+mod projection;
+pub mod series;
+pub mod status;
+mod worker;
+
+pub use checkpoint::Checkpoint;
+pub use config::ProjectorConfig;
+pub use deadletter::DeadLetter;
+pub use engine::{Projector, ProjectorHandle, redrive};
+pub use error::{Error, PoisonError, Result};
+pub use projection::{Cache, Derived, POS_ATTRIBUTE, Projection, State};
+pub use status::{Freshness, ProjectionsStatus, StatusSource, freshness};
+pub use worker::catch_up;
+
+use std::sync::Arc;
+
+/// The default projections, in the order the server wires them.
+pub fn default_projections() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(archive::Archive),
+        Arc::new(series::Series),
+        Arc::new(entities::Entities),
+    ]
+}

@@ -1,0 +1,118 @@
+//! The `archive` projection: every event, immutable, in the `events` table.
+//!
+//! Layout: PK `<tenant>#<entity>` (the log's partition key), SK `<timestamp, 20 digits>#<id>`,
+//! attribute `event` = the event envelope as JSON (properties kept as the client's text).
+//!
+//! Idempotence: the key is a function of the event and the item is exactly the event, so a
+//! replay rewrites identical bytes (a blind put, no read); an event re-sent with the same id
+//! and timestamp lands on the same item. No event is ever poison here: the archive keeps
+//! everything, including what other projections dead-letter.
+
+use crate::keys::padded_millis;
+use crate::projection::{Derived, State};
+use crate::{Cache, Error, PoisonError, Projection, Result};
+use serde::Serialize;
+use shoal_schemas::{Event, Position, keys::partition_key};
+use shoal_storage::{Item, Key, Query, SortRange, Table, TableName, Value};
+
+pub const NAME: &str = "archive";
+const EVENT_ATTRIBUTE: &str = "event";
+
+/// The archive projection (unversioned keys: the archive is the same in every version).
+#[derive(Debug, Default)]
+pub struct Archive;
+
+fn event_key(event: &Event) -> Key {
+    Key::new(
+        partition_key(&event.tenant, &event.entity),
+        format!("{}#{}", padded_millis(event.timestamp), event.id),
+    )
+}
+
+impl Projection for Archive {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn table(&self) -> TableName {
+        TableName::Events
+    }
+
+    fn keys(&self, _event: &Event, _keys: &mut Vec<Key>) {}
+
+    fn decode(&self, key: &Key, _item: Option<&Item>) -> Result<State> {
+        Err(Error::corrupt(key, "the archive reads no items"))
+    }
+
+    fn fold(
+        &self,
+        event: &Event,
+        _position: &Position,
+        cache: &mut Cache,
+    ) -> std::result::Result<(), PoisonError> {
+        let json = serde_json::to_string(event)
+            .map_err(|error| PoisonError::new(format!("cannot encode the event: {error}")))?;
+        let mut item = Item::new();
+        item.insert(EVENT_ATTRIBUTE.into(), Value::S(json));
+        cache.put(TableName::Events, event_key(event), item);
+        Ok(())
+    }
+
+    fn encode(&self, key: &Key, _state: &State, _derived: &mut Vec<Derived>) -> Result<Item> {
+        Err(Error::corrupt(
+            key,
+            "the archive has no read-modify-write items",
+        ))
+    }
+}
+
+/// A page of an entity's raw events, newest first.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EventsPage {
+    /// Each event as `Event::to_json` shows it.
+    pub events: Vec<serde_json::Value>,
+    /// Pass back as `cursor` for the next (older) page.
+    pub next: Option<String>,
+}
+
+/// The raw events of `tenant`/`entity` with `from <= timestamp <= to` (ms), newest first, at
+/// most `limit` a page. Cost: one query of at most `limit` items.
+pub async fn events(
+    tables: &dyn Table,
+    tenant: &str,
+    entity: &str,
+    from: i64,
+    to: i64,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<EventsPage> {
+    if from > to {
+        return Err(Error::InvalidArgument("from is after to".into()));
+    }
+    // `$` sorts after `#`, so the upper bound takes every id of the `to` millisecond.
+    let range = SortRange::Between(padded_millis(from), format!("{}$", padded_millis(to)));
+    let query = Query::partition(partition_key(tenant, entity))
+        .range(range)
+        .reverse()
+        .limit(limit)
+        .after(cursor);
+    let page = tables.query(TableName::Events, &query).await?;
+    let mut events = Vec::with_capacity(page.items.len());
+    for (key, item) in &page.items {
+        let text = item
+            .get(EVENT_ATTRIBUTE)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::corrupt(key, "missing event"))?;
+        let event: Event =
+            serde_json::from_str(text).map_err(|error| Error::corrupt(key, error.to_string()))?;
+        events.push(event.to_json());
+    }
+    Ok(EventsPage {
+        events,
+        next: page.next,
+    })
+}

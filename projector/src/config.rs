@@ -1,0 +1,108 @@
+//! The projector's settings, with named defaults.
+//!
+//! Invariant: a [`ProjectorConfig`] is checked once by [`ProjectorConfig::validate`] when the
+//! projector is made, so the workers never meet a zero batch size or an inverted backoff.
+
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Events read (and folded into one flush) per batch. Large batches amortise the flush's fsync
+/// and let many events of one item collapse into one write.
+pub const DEFAULT_BATCH_EVENTS: usize = 20_000;
+/// How long a caught-up worker waits for an append before it looks again. The embedded log
+/// wakes it at once on append, so this only bounds how long a shutdown-less wait can last.
+pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(1);
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Settings shared by every worker of a projector.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorConfig {
+    pub batch_events: usize,
+    #[serde(with = "duration_millis")]
+    pub idle_wait: Duration,
+    #[serde(with = "duration_millis")]
+    pub backoff_initial: Duration,
+    #[serde(with = "duration_millis")]
+    pub backoff_max: Duration,
+    /// How many times a fold is tried on one event before it is dead-lettered. A fold is pure,
+    /// so one try decides; more only guard against a projection that is not.
+    pub poison_attempts: u32,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        ProjectorConfig {
+            batch_events: DEFAULT_BATCH_EVENTS,
+            idle_wait: DEFAULT_IDLE_WAIT,
+            backoff_initial: DEFAULT_BACKOFF_INITIAL,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            poison_attempts: 2,
+        }
+    }
+}
+
+impl ProjectorConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_events == 0 {
+            return Err(Error::InvalidArgument(
+                "batch_events must be positive".into(),
+            ));
+        }
+        if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
+            return Err(Error::InvalidArgument(
+                "backoff_initial must be positive and at most backoff_max".into(),
+            ));
+        }
+        if self.poison_attempts == 0 {
+            return Err(Error::InvalidArgument(
+                "poison_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pause before retry number `attempt` (0-based): doubling from the initial pause,
+    /// capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Durations as integer milliseconds in config files.
+mod duration_millis {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_backoff_doubles_to_a_cap() {
+        let config = ProjectorConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.backoff(0), Duration::from_millis(50));
+        assert_eq!(config.backoff(1), Duration::from_millis(100));
+        assert_eq!(config.backoff(40), DEFAULT_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn rejects_zero_batches() {
+        let config = ProjectorConfig {
+            batch_events: 0,
+            ..ProjectorConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

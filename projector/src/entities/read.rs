@@ -1,0 +1,242 @@
+//! Reads of the entities read model, for the query side.
+//!
+//! - [`get`]: one item read.
+//! - [`event_counts`]: one partition query over the day items of the window (≤ days in window).
+//! - [`list`]: walks the tenant's index partition in `last_seen` order (newest first by
+//!   default) within the `last_seen` bounds, filters each entry by traits (held in the entry)
+//!   and, when asked, by an event count in a window (one `event_counts` query per candidate),
+//!   and stops at `limit` matches or after scanning `max_scan` entries; the cursor is the last
+//!   scanned entry's sort key, so a page costs O(scanned entries), independent of the offset.
+
+use super::{Profile, VERSION, day_sk, entity_pk, index_pk};
+use crate::keys::padded_millis;
+use crate::{Error, Result};
+use serde::Serialize;
+use shoal_storage::{Key, Query, SortRange, Table, TableName, Value};
+use std::collections::BTreeMap;
+
+/// One entity's aggregates.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EntityView {
+    pub entity: String,
+    #[serde(flatten)]
+    pub profile: Profile,
+}
+
+/// One entity, or `None` when it was never seen.
+pub async fn get(tables: &dyn Table, tenant: &str, entity: &str) -> Result<Option<EntityView>> {
+    let key = Key::new(entity_pk(VERSION, tenant, entity), "profile");
+    let Some(item) = tables.get(TableName::Views, &key).await? else {
+        return Ok(None);
+    };
+    let text = item
+        .get("state")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::corrupt(&key, "missing state"))?;
+    let profile: Profile =
+        serde_json::from_str(text).map_err(|error| Error::corrupt(&key, error.to_string()))?;
+    Ok(Some(EntityView {
+        entity: entity.to_owned(),
+        profile,
+    }))
+}
+
+/// Counts per event name over the UTC days of `from..=to` (ms; whole days).
+pub async fn event_counts(
+    tables: &dyn Table,
+    tenant: &str,
+    entity: &str,
+    from: i64,
+    to: i64,
+) -> Result<BTreeMap<String, u64>> {
+    if from > to {
+        return Err(Error::InvalidArgument("from is after to".into()));
+    }
+    let mut query = Query::partition(entity_pk(VERSION, tenant, entity))
+        .range(SortRange::Between(day_sk(from), day_sk(to)));
+    let mut counts = BTreeMap::new();
+    loop {
+        let page = tables.query(TableName::Views, &query).await?;
+        for (_, item) in &page.items {
+            if let Some(Value::M(map)) = item.get("counts") {
+                for (name, count) in map {
+                    *counts.entry(name.clone()).or_default() +=
+                        count.as_f64().unwrap_or(0.0) as u64;
+                }
+            }
+        }
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(counts),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum SortOrder {
+    /// Most recently seen first.
+    #[default]
+    LastSeenDesc,
+    LastSeenAsc,
+}
+
+/// "`name` happened between `min` and `max` times in `from..=to`".
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventCountFilter {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+    pub min: u64,
+    pub max: Option<u64>,
+}
+
+/// An entity list request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListQuery {
+    pub last_seen_after: Option<i64>,
+    pub last_seen_before: Option<i64>,
+    /// Every trait must equal the given JSON value.
+    pub traits: Vec<(String, serde_json::Value)>,
+    pub event_count: Option<EventCountFilter>,
+    pub order: SortOrder,
+    pub cursor: Option<String>,
+    pub limit: usize,
+    /// Index entries scanned at most per call (the page may come back short, with a cursor).
+    pub max_scan: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            last_seen_after: None,
+            last_seen_before: None,
+            traits: Vec::new(),
+            event_count: None,
+            order: SortOrder::default(),
+            cursor: None,
+            limit: 50,
+            max_scan: 10_000,
+        }
+    }
+}
+
+/// One listed entity (from the index entry).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EntitySummary {
+    pub entity: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub traits: serde_json::Value,
+    /// The filtered event's count in the window, when filtering by one.
+    pub event_count: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EntityPage {
+    pub entities: Vec<EntitySummary>,
+    pub next: Option<String>,
+}
+
+fn valid_cursor(cursor: &str) -> bool {
+    cursor
+        .split_once('#')
+        .is_some_and(|(time, _)| time.len() == 20 && time.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A page of a tenant's entities. See the module docs for the cost.
+pub async fn list(tables: &dyn Table, tenant: &str, request: &ListQuery) -> Result<EntityPage> {
+    if let Some(cursor) = &request.cursor
+        && !valid_cursor(cursor)
+    {
+        return Err(Error::InvalidArgument("cursor".into()));
+    }
+    let low = padded_millis(request.last_seen_after.unwrap_or(0));
+    let high = format!(
+        "{}$",
+        padded_millis(request.last_seen_before.unwrap_or(i64::MAX))
+    );
+    let descending = request.order == SortOrder::LastSeenDesc;
+    let (mut low, mut high) = (low, high);
+    if let Some(cursor) = &request.cursor {
+        // Resume beside the cursor's entry (it is skipped below, the range being inclusive).
+        if descending {
+            high = cursor.clone()
+        } else {
+            low = cursor.clone()
+        }
+    }
+    if low > high {
+        return Ok(EntityPage::default());
+    }
+    let mut query = Query::partition(index_pk(VERSION, tenant))
+        .range(SortRange::Between(low, high))
+        .limit(request.limit.clamp(1, 1000));
+    if descending {
+        query = query.reverse();
+    }
+    let mut page_out = EntityPage::default();
+    let mut scanned = 0usize;
+    loop {
+        let page = tables.query(TableName::Views, &query).await?;
+        for (key, item) in &page.items {
+            if request.cursor.as_deref() == Some(key.sk.as_str()) {
+                continue;
+            }
+            scanned += 1;
+            if let Some(summary) = matches(tables, tenant, request, key, item).await? {
+                page_out.entities.push(summary);
+            }
+            if page_out.entities.len() >= request.limit || scanned >= request.max_scan {
+                page_out.next = Some(key.sk.clone());
+                return Ok(page_out);
+            }
+        }
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(page_out),
+        }
+    }
+}
+
+async fn matches(
+    tables: &dyn Table,
+    tenant: &str,
+    request: &ListQuery,
+    key: &Key,
+    item: &shoal_storage::Item,
+) -> Result<Option<EntitySummary>> {
+    let number = |name: &str| item.get(name).and_then(Value::as_f64).unwrap_or(0.0) as i64;
+    let entity = item
+        .get("entity")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::corrupt(key, "missing entity"))?;
+    let traits: serde_json::Value = match item.get("traits").and_then(Value::as_str) {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|error| Error::corrupt(key, error.to_string()))?
+        }
+        None => serde_json::Value::Object(Default::default()),
+    };
+    if !request
+        .traits
+        .iter()
+        .all(|(name, wanted)| traits.get(name) == Some(wanted))
+    {
+        return Ok(None);
+    }
+    let mut event_count = None;
+    if let Some(filter) = &request.event_count {
+        let counts = event_counts(tables, tenant, entity, filter.from, filter.to).await?;
+        let count = counts.get(&filter.name).copied().unwrap_or(0);
+        if count < filter.min || filter.max.is_some_and(|max| count > max) {
+            return Ok(None);
+        }
+        event_count = Some(count);
+    }
+    Ok(Some(EntitySummary {
+        entity: entity.to_owned(),
+        first_seen: number("first_seen"),
+        last_seen: number("last_seen"),
+        traits,
+        event_count,
+    }))
+}

@@ -1,0 +1,152 @@
+//! Flushing a folded batch: the items, the dead letters and the checkpoint.
+//!
+//! # Exactly-once effects over at-least-once delivery (design note)
+//! A worker re-reads from its checkpoint after any failure, so every event after the checkpoint
+//! may be folded again. Effects stay exactly-once because:
+//! - **one transaction** (embedded, `max_transact_ops` unbounded): the changed items, the dead
+//!   letters and the new checkpoint commit together. Either all of the batch's effects and the
+//!   checkpoint that covers them exist, or none do; a re-fold starts from items that hold
+//!   exactly the events up to the checkpoint.
+//! - **several transactions** (DynamoDB, 100 ops each): items are grouped into *units* (an item
+//!   plus the derived writes that must commit with it, such as its index entry); units are packed
+//!   into transactions, and the checkpoint goes last. A crash between them leaves some items
+//!   ahead of the checkpoint. Each item carries `pos` (the last event it holds), the re-fold
+//!   skips, per item, the events it already holds (`Cache::get_mut`), and every item write is
+//!   conditional on the stored `pos` being absent or older than the new one, so an item is never
+//!   moved backwards or given an event twice. Blind puts (the archive) are their own content,
+//!   so rewriting one is a no-op.
+//!
+//! The same conditions are sent on the embedded path (they cost one comparison on an item the
+//! transaction loads anyway) so a stale second worker fails there too. A failed condition means
+//! someone else moved an item: the worker drops its cache and re-reads from the checkpoint.
+
+use crate::projection::{Derived, POS_ATTRIBUTE, Projection};
+use crate::{Cache, Error, Result, checkpoint};
+use shoal_storage::{Condition, Key, Table, TableName, TransactOp, Value};
+use std::collections::HashSet;
+
+/// A batch's writes, grouped: each unit commits atomically; `tail` (checkpoint, dead letters)
+/// commits after every unit.
+#[derive(Debug, Default)]
+pub(crate) struct Flush {
+    pub units: Vec<Vec<TransactOp>>,
+    pub tail: Vec<TransactOp>,
+}
+
+impl Flush {
+    pub fn is_empty(&self) -> bool {
+        self.units.is_empty() && self.tail.is_empty()
+    }
+
+    pub fn op_count(&self) -> usize {
+        self.units.iter().map(Vec::len).sum::<usize>() + self.tail.len()
+    }
+}
+
+/// Turns a folded cache into units of writes.
+pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> {
+    let table = projection.table();
+    let (entries, puts) = cache.into_parts();
+    let mut flush = Flush::default();
+    // A transaction (and a DynamoDB batch) may touch each key once; derived writes of
+    // different items can coincide (the series list entry) and are idempotent, so keep one.
+    let mut derived_seen: HashSet<(TableName, Key)> = HashSet::new();
+    let mut derived = Vec::new();
+    for (key, entry) in entries {
+        let Some(new_pos) = entry.new_pos else {
+            continue;
+        };
+        derived.clear();
+        let mut item = projection.encode(&key, &entry.state, &mut derived)?;
+        item.insert(POS_ATTRIBUTE.into(), Value::S(new_pos.clone()));
+        let condition = match &entry.stored_pos {
+            // Re-drive keeps the stored `pos`: then the item must still be the one loaded.
+            Some(stored) if *stored == new_pos => {
+                Condition::Eq(POS_ATTRIBUTE.into(), Value::S(stored.clone()))
+            }
+            _ => checkpoint::forward_only(new_pos),
+        };
+        let mut unit = vec![TransactOp::Put {
+            table,
+            key,
+            item,
+            condition: Some(condition),
+        }];
+        for write in derived.drain(..) {
+            let (write_table, write_key) = match &write {
+                Derived::Put { table, key, .. } | Derived::Delete { table, key } => (*table, key),
+            };
+            if !derived_seen.insert((write_table, write_key.clone())) {
+                continue;
+            }
+            unit.push(match write {
+                Derived::Put { table, key, item } => TransactOp::Put {
+                    table,
+                    key,
+                    item,
+                    condition: None,
+                },
+                Derived::Delete { table, key } => TransactOp::Delete {
+                    table,
+                    key,
+                    condition: None,
+                },
+            });
+        }
+        flush.units.push(unit);
+    }
+    for ((put_table, key), item) in puts {
+        flush.units.push(vec![TransactOp::Put {
+            table: put_table,
+            key,
+            item,
+            condition: None,
+        }]);
+    }
+    Ok(flush)
+}
+
+/// Commits `flush`: one transaction when the backend takes it, else units packed into
+/// transactions of at most `max_transact_ops`, then the tail.
+pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
+    if flush.is_empty() {
+        return Ok(());
+    }
+    let limit = tables.max_transact_ops();
+    if flush.op_count() <= limit {
+        let ops: Vec<TransactOp> = flush
+            .units
+            .into_iter()
+            .flatten()
+            .chain(flush.tail)
+            .collect();
+        tables.transact(ops).await?;
+        return Ok(());
+    }
+    let mut pending: Vec<TransactOp> = Vec::new();
+    for unit in flush.units {
+        if unit.len() > limit {
+            return Err(Error::UnitTooLarge {
+                ops: unit.len(),
+                limit,
+            });
+        }
+        if pending.len() + unit.len() > limit {
+            tables.transact(std::mem::take(&mut pending)).await?;
+        }
+        pending.extend(unit);
+    }
+    if !pending.is_empty() {
+        tables.transact(pending).await?;
+    }
+    if flush.tail.len() > limit {
+        return Err(Error::UnitTooLarge {
+            ops: flush.tail.len(),
+            limit,
+        });
+    }
+    if !flush.tail.is_empty() {
+        tables.transact(flush.tail).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Key helpers shared by the projections and the engine (the full layouts are in
+//! `docs/read-models.md`).
+//!
+//! Invariants:
+//! - every `views` key starts with the projection version then the tenant (`v1#acme#…`), so a
+//!   rebuild under version 2 writes beside the live version 1 and a tenant's items never mix
+//!   with another's;
+//! - `events` keys start with the tenant (`acme#user-1`), unversioned: the archive is immutable;
+//! - `control` items of the projector live under the reserved `_projector` prefix, which no
+//!   tenant id can take (tenants start with a letter or digit);
+//! - times in sort keys are zero-padded to 20 digits so byte order is time order. Times before
+//!   the epoch are clamped to 0 in keys (ingest does not accept them; the item keeps the truth).
+
+use shoal_schemas::keys::SEPARATOR;
+
+/// The `views` partition key `v<version>#<tenant>#<kind>[#<rest>]`.
+pub fn views_pk(version: u32, tenant: &str, kind: &str, rest: Option<&str>) -> String {
+    let mut pk = format!("v{version}{SEPARATOR}{tenant}{SEPARATOR}{kind}");
+    if let Some(rest) = rest {
+        pk.push(SEPARATOR);
+        pk.push_str(rest);
+    }
+    pk
+}
+
+/// A millisecond time as 20 zero-padded digits (byte order = time order).
+pub fn padded_millis(millis: i64) -> String {
+    format!("{:020}", millis.max(0))
+}
+
+/// Parses [`padded_millis`] back.
+pub fn parse_padded(text: &str) -> Option<i64> {
+    text.parse().ok()
+}
+
+/// The `control` partition of a projection's checkpoints: `_projector#checkpoint#<name>#v<version>`,
+/// one item per shard (sort key = shard id).
+pub fn checkpoint_pk(projection: &str, version: u32) -> String {
+    format!("_projector{SEPARATOR}checkpoint{SEPARATOR}{projection}{SEPARATOR}v{version}")
+}
+
+/// The `control` partition of a projection's dead letters:
+/// `_projector#deadletter#<name>#v<version>`, sort key `<shard>#<sortable position>`.
+pub fn dead_letter_pk(projection: &str, version: u32) -> String {
+    format!("_projector{SEPARATOR}deadletter{SEPARATOR}{projection}{SEPARATOR}v{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts() {
+        assert_eq!(
+            views_pk(1, "acme", "entity", Some("u#1")),
+            "v1#acme#entity#u#1"
+        );
+        assert_eq!(views_pk(2, "acme", "entities", None), "v2#acme#entities");
+        assert_eq!(padded_millis(42), "00000000000000000042");
+        assert_eq!(padded_millis(-5), "00000000000000000000");
+        assert!(padded_millis(9) < padded_millis(10));
+        assert_eq!(
+            checkpoint_pk("series", 1),
+            "_projector#checkpoint#series#v1"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The `Projection` trait and the write-back [`Cache`] a batch is folded into.
+//!
+//! A projection turns events into read-model items. The engine drives it per batch:
+//! 1. `keys` names the read-modify-write items each event touches; the engine loads them all at
+//!    once (one `batch_get`) and `decode`s each into the projection's typed state;
+//! 2. `fold` applies each event, in log order, to the states in the cache (or stages blind,
+//!    idempotent puts, as the archive does);
+//! 3. `finish` completes derived state (the series rollups) once the whole batch is folded;
+//! 4. `encode` turns each changed state back into an item (plus derived writes that must commit
+//!    with it), and the engine flushes them with the checkpoint.
+//!
+//! # Per-item last-applied position (the exactly-once guard)
+//! Every read-modify-write item carries `pos`: the sortable position of the last event applied
+//! to it. [`Cache::get_mut`] hands a state out only for an event *after* the item's stored `pos`
+//! and returns `None` for one at or before it: that event's effect is already in the item. One
+//! shard feeds each item, so positions compare. This makes a fold idempotent even when items
+//! were flushed without their checkpoint (a DynamoDB flush split over several transactions that
+//! crashed halfway): the re-read events are skipped by exactly the items that already hold them.
+//!
+//! Contract of `fold`: it validates the event before touching the cache, and returns
+//! [`PoisonError`] only with the cache unchanged (a state it fetched but left alone is harmless:
+//! only its `pos` advances, which records "this event was considered").
+
+use crate::{PoisonError, Result};
+use shoal_schemas::{Event, Position};
+use shoal_storage::{Item, Key, TableName};
+use std::any::Any;
+use std::collections::HashMap;
+
+/// The attribute holding an item's last applied position (sortable form).
+pub const POS_ATTRIBUTE: &str = "pos";
+
+/// A typed, in-memory state of one item.
+pub type State = Box<dyn Any + Send>;
+
+/// A write that must commit together with the item that derived it (an index entry). Derived
+/// writes are idempotent (a put of the content the item implies, or a delete).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Derived {
+    Put {
+        table: TableName,
+        key: Key,
+        item: Item,
+    },
+    Delete {
+        table: TableName,
+        key: Key,
+    },
+}
+
+/// One projection. Object-safe; injected as `Arc<dyn Projection>`.
+pub trait Projection: Send + Sync {
+    /// Stable name: part of checkpoint and dead-letter keys.
+    fn name(&self) -> &str;
+    /// Bumped when the read model's meaning changes; prefixes its `views` keys.
+    fn version(&self) -> u32;
+    /// The table its read-modify-write items live in.
+    fn table(&self) -> TableName;
+    /// The read-modify-write items `event` touches, pushed to `keys` (duplicates are fine).
+    fn keys(&self, event: &Event, keys: &mut Vec<Key>);
+    /// The state of an item as stored (`None`: it does not exist yet).
+    fn decode(&self, key: &Key, item: Option<&Item>) -> Result<State>;
+    /// Applies one event. See the module docs for the contract.
+    fn fold(
+        &self,
+        event: &Event,
+        position: &Position,
+        cache: &mut Cache,
+    ) -> std::result::Result<(), PoisonError>;
+    /// Completes derived state after the last fold of a batch.
+    fn finish(&self, _cache: &mut Cache) -> Result<()> {
+        Ok(())
+    }
+    /// The item to store for a changed state (without `pos`, which the engine adds), and its
+    /// derived writes.
+    fn encode(&self, key: &Key, state: &State, derived: &mut Vec<Derived>) -> Result<Item>;
+}
+
+/// One cached item.
+pub(crate) struct Entry {
+    pub state: State,
+    /// `pos` as loaded; `None` when the item did not exist (or predates positions).
+    pub stored_pos: Option<String>,
+    /// `pos` of the last event applied in this batch; `Some` means the item must be written.
+    pub new_pos: Option<String>,
+}
+
+/// The write-back cache of one batch: many events, one write per item.
+pub struct Cache {
+    entries: HashMap<Key, Entry>,
+    /// Blind puts (content fully determined by the event, so rewriting is a no-op).
+    puts: HashMap<(TableName, Key), Item>,
+    /// The sortable position of the event being folded.
+    current: String,
+    /// Re-drive of a dead letter: apply even where an item's `pos` is newer, and keep that `pos`.
+    redrive: bool,
+}
+
+impl Cache {
+    pub(crate) fn new(redrive: bool) -> Self {
+        Cache {
+            entries: HashMap::new(),
+            puts: HashMap::new(),
+            current: String::new(),
+            redrive,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, state: State, stored_pos: Option<String>) {
+        self.entries.insert(
+            key,
+            Entry {
+                state,
+                stored_pos,
+                new_pos: None,
+            },
+        );
+    }
+
+    pub(crate) fn begin_event(&mut self, position: &Position) {
+        self.current = position.sortable();
+    }
+
+    /// The state of `key` to apply the current event to, or `None` when the item already holds
+    /// this event (its stored `pos` is at or after it) or was not named by `keys`.
+    pub fn get_mut<T: Any>(&mut self, key: &Key) -> Option<&mut T> {
+        let entry = self.entries.get_mut(key)?;
+        debug_assert!(entry.state.is::<T>(), "state type mismatch for {key:?}");
+        if !self.redrive
+            && let Some(stored) = &entry.stored_pos
+            && stored.as_str() >= self.current.as_str()
+        {
+            return None;
+        }
+        if !self.redrive {
+            entry.new_pos = Some(self.current.clone());
+        } else {
+            // Keep the item's position: a re-driven event is older than what the item holds.
+            entry.new_pos = Some(
+                entry
+                    .stored_pos
+                    .clone()
+                    .unwrap_or_else(|| self.current.clone()),
+            );
+        }
+        entry.state.downcast_mut::<T>()
+    }
+
+    /// The state of `key` as it stands in the cache, without applying anything to it.
+    pub fn peek<T: Any>(&self, key: &Key) -> Option<&T> {
+        self.entries.get(key)?.state.downcast_ref::<T>()
+    }
+
+    /// Mutable access for `finish`: only to items already changed in this batch.
+    pub fn changed_mut<T: Any>(&mut self, key: &Key) -> Option<&mut T> {
+        let entry = self.entries.get_mut(key)?;
+        entry.new_pos.as_ref()?;
+        entry.state.downcast_mut::<T>()
+    }
+
+    /// Keys of the items changed in this batch.
+    pub fn changed_keys(&self) -> Vec<Key> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.new_pos.is_some())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Stages a blind put whose content is a pure function of the event (a replay writes the
+    /// same bytes).
+    pub fn put(&mut self, table: TableName, key: Key, item: Item) {
+        self.puts.insert((table, key), item);
+    }
+
+    pub(crate) fn into_parts(self) -> (HashMap<Key, Entry>, HashMap<(TableName, Key), Item>) {
+        (self.entries, self.puts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_schemas::Sequence;
+
+    fn at(sequence: u64) -> Position {
+        Position::new(Sequence::from_u64(sequence), 0)
+    }
+
+    #[test]
+    fn skips_events_an_item_already_holds() {
+        let key = Key::new("p", "s");
+        let mut cache = Cache::new(false);
+        cache.insert(key.clone(), Box::new(0u32), Some(at(10).sortable()));
+        cache.begin_event(&at(9));
+        assert!(cache.get_mut::<u32>(&key).is_none());
+        cache.begin_event(&at(10));
+        assert!(cache.get_mut::<u32>(&key).is_none());
+        assert!(cache.changed_keys().is_empty());
+        cache.begin_event(&at(11));
+        *cache.get_mut::<u32>(&key).unwrap() += 1;
+        assert_eq!(cache.changed_keys(), vec![key.clone()]);
+        assert_eq!(cache.peek::<u32>(&key), Some(&1));
+    }
+
+    #[test]
+    fn redrive_applies_and_keeps_the_newer_position() {
+        let key = Key::new("p", "s");
+        let mut cache = Cache::new(true);
+        cache.insert(key.clone(), Box::new(0u32), Some(at(10).sortable()));
+        cache.begin_event(&at(3));
+        assert!(cache.get_mut::<u32>(&key).is_some());
+        let (entries, _) = cache.into_parts();
+        assert_eq!(entries[&key].new_pos, Some(at(10).sortable()));
+    }
+}

@@ -1,0 +1,178 @@
+//! Reads of the series read model, for the query side.
+//!
+//! Cost of [`read_range`]: one partition query over the items overlapping the range (a day at
+//! 1-minute resolution is one or two `m1` items; a year at 1-hour is about 12 `h1` items).
+
+use super::{Agg, D1_SPAN, DAY, H1_SPAN, HOUR, M1_SPAN, MINUTE, RAW_SPAN, VERSION, codec};
+use super::{item_sk, list_pk, series_pk};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use shoal_storage::{Query, SortRange, Table, TableName, Value};
+
+/// A stored resolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    Raw,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Resolution {
+    /// The slot length in ms (`None` for raw points).
+    pub fn millis(self) -> Option<i64> {
+        match self {
+            Resolution::Raw => None,
+            Resolution::Minute => Some(MINUTE),
+            Resolution::Hour => Some(HOUR),
+            Resolution::Day => Some(DAY),
+        }
+    }
+
+    /// The coarsest stored resolution whose slots divide `step` (ms): what serves a query with
+    /// that step from the fewest points.
+    pub fn coarsest_for(step: i64) -> Resolution {
+        [Resolution::Day, Resolution::Hour, Resolution::Minute]
+            .into_iter()
+            .find(|resolution| {
+                resolution
+                    .millis()
+                    .is_some_and(|slot| step >= slot && step % slot == 0)
+            })
+            .unwrap_or(Resolution::Raw)
+    }
+
+    fn layout(self) -> (&'static str, i64, i64) {
+        match self {
+            Resolution::Raw => ("raw", RAW_SPAN, 1),
+            Resolution::Minute => ("m1", M1_SPAN, MINUTE),
+            Resolution::Hour => ("h1", H1_SPAN, HOUR),
+            Resolution::Day => ("d1", D1_SPAN, DAY),
+        }
+    }
+}
+
+/// One point of a range: a raw point (`count` 1) or a rollup slot starting at `t`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    pub t: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub last: f64,
+}
+
+impl SeriesPoint {
+    fn new(t: i64, agg: Agg) -> Self {
+        SeriesPoint {
+            t,
+            count: agg.count,
+            sum: agg.sum,
+            min: agg.min,
+            max: agg.max,
+            last: agg.last,
+        }
+    }
+}
+
+/// The points of `series` with `from <= t <= to` (ms) at `resolution`, in time order. An unknown
+/// series answers no points (use [`list`] to tell "unknown" from "empty").
+pub async fn read_range(
+    tables: &dyn Table,
+    tenant: &str,
+    series: &str,
+    from: i64,
+    to: i64,
+    resolution: Resolution,
+) -> Result<Vec<SeriesPoint>> {
+    if from > to {
+        return Err(Error::InvalidArgument("from is after to".into()));
+    }
+    let (prefix, span, slot_span) = resolution.layout();
+    let first_item = from.max(0).div_euclid(span) * span;
+    let range = SortRange::Between(item_sk(prefix, first_item), item_sk(prefix, to.max(0)));
+    let mut query = Query::partition(series_pk(VERSION, tenant, series)).range(range);
+    let mut points = Vec::new();
+    loop {
+        let page = tables.query(TableName::Views, &query).await?;
+        for (key, item) in &page.items {
+            let start = key
+                .sk
+                .split_once('#')
+                .and_then(|(_, start)| crate::keys::parse_padded(start))
+                .ok_or_else(|| Error::corrupt(key, "bad sort key"))?;
+            let Some(bytes) = item.get("data").and_then(Value::as_bytes) else {
+                continue;
+            };
+            let decoded: Vec<(i64, Agg)> = if resolution == Resolution::Raw {
+                codec::decode_points(start, bytes)
+                    .map_err(|detail| Error::corrupt(key, detail))?
+                    .into_iter()
+                    .map(|(t, value)| (t, Agg::of_point(value)))
+                    .collect()
+            } else {
+                codec::decode_slots(bytes)
+                    .map_err(|detail| Error::corrupt(key, detail))?
+                    .into_iter()
+                    .map(|(slot, agg)| (start + i64::from(slot) * slot_span, agg))
+                    .collect()
+            };
+            points.extend(
+                decoded
+                    .into_iter()
+                    .filter(|(t, _)| (from..=to).contains(t))
+                    .map(|(t, agg)| SeriesPoint::new(t, agg)),
+            );
+        }
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(points),
+        }
+    }
+}
+
+/// A page of a tenant's series keys, in key order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SeriesList {
+    /// `(series key, metric name)`.
+    pub series: Vec<(String, String)>,
+    pub next: Option<String>,
+}
+
+/// The series of `tenant` whose key starts with `prefix` (all when empty), `limit` a page.
+pub async fn list(
+    tables: &dyn Table,
+    tenant: &str,
+    prefix: &str,
+    cursor: Option<String>,
+    limit: usize,
+) -> Result<SeriesList> {
+    let range = if prefix.is_empty() {
+        SortRange::All
+    } else {
+        SortRange::Prefix(prefix.to_owned())
+    };
+    let query = Query::partition(list_pk(VERSION, tenant))
+        .range(range)
+        .limit(limit)
+        .after(cursor);
+    let page = tables.query(TableName::Views, &query).await?;
+    let series = page
+        .items
+        .into_iter()
+        .map(|(key, item)| {
+            let name = item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            (key.sk, name)
+        })
+        .collect();
+    Ok(SeriesList {
+        series,
+        next: page.next,
+    })
+}

@@ -1,0 +1,275 @@
+//! One worker: one projection on one shard. Read after the checkpoint, fold, flush with the new
+//! checkpoint, repeat; when caught up, sleep in `EventLog::wait_for` until an append wakes it.
+//!
+//! Failure handling (see `flush.rs` for why a retry is safe):
+//! - any error of a step (read, load, flush) drops the cache and retries the step from the
+//!   stored checkpoint after an exponential backoff; transient errors are expected, others are
+//!   logged as errors and recorded in the live status but retried the same way (a wedged shard
+//!   is visible in `/v1/projections`, never silently skipped);
+//! - an event whose fold returns `PoisonError` (after `poison_attempts` tries) becomes a dead
+//!   letter in the same flush, and the shard moves on.
+//!
+//! Shutdown is only looked at between steps, so a worker always stops with its last batch
+//! flushed and checkpointed.
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::deadletter::DeadLetter;
+use crate::flush::{self, Flush};
+use crate::status::Live;
+use crate::{Cache, Projection, ProjectorConfig, Result};
+use shoal_schemas::{Position, ShardId, time::now_millis};
+use shoal_storage::{EventLog, Key, LogRecord, Table};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Keys loaded per `batch_get` call.
+const LOAD_CHUNK: usize = 1000;
+
+/// A folded batch, ready to flush.
+pub(crate) struct Folded {
+    pub flush: Flush,
+    pub applied: u64,
+    pub dead_letters: u64,
+    /// The last event's position, timestamp and received_at.
+    pub last: Option<(Position, i64, i64)>,
+}
+
+/// Loads the items `records` touch and folds every event into them. With `redrive`, items are
+/// applied to even when they already hold a later position (see `Cache`).
+pub(crate) async fn fold_records(
+    projection: &dyn Projection,
+    tables: &dyn Table,
+    shard: &ShardId,
+    after: Option<&Position>,
+    records: &[LogRecord],
+    poison_attempts: u32,
+    redrive: bool,
+) -> Result<Folded> {
+    let mut keys = Vec::new();
+    for record in records {
+        for event in &record.events {
+            projection.keys(event, &mut keys);
+        }
+    }
+    let unique: Vec<Key> = keys
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut cache = Cache::new(redrive);
+    for chunk in unique.chunks(LOAD_CHUNK) {
+        let items = tables.batch_get(projection.table(), chunk).await?;
+        for (key, item) in chunk.iter().zip(items) {
+            let state = projection.decode(key, item.as_ref())?;
+            let stored_pos = item
+                .as_ref()
+                .and_then(|item| item.get(crate::projection::POS_ATTRIBUTE))
+                .and_then(|value| value.as_str())
+                .map(str::to_owned);
+            cache.insert(key.clone(), state, stored_pos);
+        }
+    }
+    let mut applied = 0u64;
+    let mut dead = Vec::new();
+    let mut previous = after.cloned();
+    let mut last = None;
+    for record in records {
+        for (position, event) in record.positioned() {
+            cache.begin_event(&position);
+            let mut outcome = projection.fold(event, &position, &mut cache);
+            let mut attempts = 1;
+            while outcome.is_err() && attempts < poison_attempts {
+                attempts += 1;
+                outcome = projection.fold(event, &position, &mut cache);
+            }
+            match outcome {
+                Ok(()) => applied += 1,
+                Err(poison) => {
+                    tracing::warn!(projection = projection.name(), %shard, %position, error = %poison, "dead-lettering an event");
+                    dead.push(DeadLetter {
+                        projection: projection.name().to_owned(),
+                        version: projection.version(),
+                        shard: shard.clone(),
+                        position: position.clone(),
+                        after: previous.clone(),
+                        event_id: event.id.to_string(),
+                        tenant: event.tenant.clone(),
+                        error: poison.to_string(),
+                        attempts,
+                        time: now_millis(),
+                    });
+                }
+            }
+            last = Some((position.clone(), event.timestamp, event.received_at));
+            previous = Some(position);
+        }
+    }
+    projection.finish(&mut cache)?;
+    let mut flush = flush::build(projection, cache)?;
+    let dead_letters = dead.len() as u64;
+    flush
+        .units
+        .extend(dead.iter().map(|letter| vec![letter.put_op()]));
+    Ok(Folded {
+        flush,
+        applied,
+        dead_letters,
+        last,
+    })
+}
+
+/// Applies every projection to every shard until each is caught up, in this task, without
+/// retries (the first error is returned). For tests, benchmarks and offline rebuilds; returns the
+/// number of events applied.
+pub async fn catch_up(
+    log: Arc<dyn EventLog>,
+    tables: Arc<dyn Table>,
+    projections: &[Arc<dyn crate::Projection>],
+    config: &ProjectorConfig,
+) -> Result<u64> {
+    let mut applied = 0;
+    for shard in log.shards().await? {
+        for projection in projections {
+            let worker = Worker {
+                log: Arc::clone(&log),
+                tables: Arc::clone(&tables),
+                projection: Arc::clone(projection),
+                config: config.clone(),
+                shard: shard.id.clone(),
+                live: Arc::new(Live::default()),
+            };
+            let mut current = worker.load_checkpoint().await?;
+            let before = current.events_applied + current.dead_letters;
+            while let Step::Applied = worker.step(&mut current).await? {}
+            applied += current.events_applied + current.dead_letters - before;
+        }
+    }
+    Ok(applied)
+}
+
+/// What one step did.
+enum Step {
+    Applied,
+    CaughtUp,
+}
+
+pub(crate) struct Worker {
+    pub log: Arc<dyn EventLog>,
+    pub tables: Arc<dyn Table>,
+    pub projection: Arc<dyn Projection>,
+    pub config: ProjectorConfig,
+    pub shard: ShardId,
+    pub live: Arc<Live>,
+}
+
+impl Worker {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let name = self.projection.name().to_owned();
+        let mut checkpoint: Option<Checkpoint> = None;
+        let mut failures = 0u32;
+        while !*shutdown.borrow() {
+            let outcome = match &mut checkpoint {
+                None => self.load_checkpoint().await.map(|loaded| {
+                    checkpoint = Some(loaded);
+                    Step::Applied
+                }),
+                Some(current) => self.step(current).await,
+            };
+            match outcome {
+                Ok(Step::Applied) => failures = 0,
+                Ok(Step::CaughtUp) => {
+                    failures = 0;
+                    let after = checkpoint.as_ref().and_then(|c| c.position.clone());
+                    tokio::select! {
+                        waited = self.log.wait_for(&self.shard, after.as_ref(), self.config.idle_wait) => {
+                            if let Err(error) = waited {
+                                tracing::warn!(projection = %name, shard = %self.shard, %error, "waiting for the log failed");
+                                self.pause(&mut shutdown, self.config.backoff(0)).await;
+                            }
+                        }
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    if error.is_transient() {
+                        tracing::debug!(projection = %name, shard = %self.shard, %error, "retrying from the checkpoint");
+                    } else {
+                        tracing::error!(projection = %name, shard = %self.shard, %error, "projector step failed; retrying from the checkpoint");
+                    }
+                    self.live.record_error(&self.shard, error.to_string());
+                    // Re-read the checkpoint too: a flush split over transactions may have
+                    // landed it although the call failed.
+                    checkpoint = None;
+                    let pause = self.config.backoff(failures);
+                    failures = failures.saturating_add(1);
+                    self.pause(&mut shutdown, pause).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, shutdown: &mut watch::Receiver<bool>, pause: std::time::Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    async fn load_checkpoint(&self) -> Result<Checkpoint> {
+        checkpoint::load(
+            self.tables.as_ref(),
+            self.projection.name(),
+            self.projection.version(),
+            &self.shard,
+        )
+        .await
+    }
+
+    async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
+        let batch = self
+            .log
+            .read(
+                &self.shard,
+                current.position.as_ref(),
+                self.config.batch_events,
+            )
+            .await?;
+        self.live.record_read(&self.shard, batch.millis_behind);
+        if batch.event_count() == 0 {
+            return Ok(Step::CaughtUp);
+        }
+        let folded = fold_records(
+            self.projection.as_ref(),
+            self.tables.as_ref(),
+            &self.shard,
+            current.position.as_ref(),
+            &batch.records,
+            self.config.poison_attempts,
+            false,
+        )
+        .await?;
+        let Some((position, timestamp, received_at)) = folded.last else {
+            return Ok(Step::CaughtUp);
+        };
+        let next = Checkpoint {
+            shard: self.shard.clone(),
+            position: Some(position),
+            last_timestamp: Some(timestamp),
+            last_received_at: Some(received_at),
+            events_applied: current.events_applied + folded.applied,
+            dead_letters: current.dead_letters + folded.dead_letters,
+            updated_at: now_millis(),
+        };
+        let mut flush = folded.flush;
+        flush.tail.push(checkpoint::commit_op(
+            self.projection.name(),
+            self.projection.version(),
+            &next,
+        )?);
+        flush::commit(self.tables.as_ref(), flush).await?;
+        self.live.record_applied(&self.shard, folded.applied);
+        *current = next;
+        Ok(Step::Applied)
+    }
+}

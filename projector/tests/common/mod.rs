@@ -1,0 +1,182 @@
+//! Helpers shared by the projector's integration tests: events, a log in a tempdir, and a
+//! fault-injecting, key-tracking `Table` wrapper over the in-memory double.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use shoal_schemas::{Event, EventKind};
+use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
+use shoal_storage::memory::MemoryTables;
+use shoal_storage::{Item, Key, Page, Query, Table, TableName, TransactOp, Update, WriteOp};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use uuid::Uuid;
+
+pub fn log_in(dir: &std::path::Path, shards: u32) -> EmbeddedLog {
+    let mut config = LogConfig::new(dir);
+    config.shard_count = shards;
+    config.sync = SyncMode::Relaxed;
+    config.dedup_capacity = 0;
+    EmbeddedLog::open(config).expect("open log")
+}
+
+pub fn event(
+    kind: EventKind,
+    entity: &str,
+    name: &str,
+    timestamp: i64,
+    properties: &str,
+    value: Option<f64>,
+) -> Event {
+    Event {
+        id: Uuid::now_v7(),
+        tenant: "acme".into(),
+        kind,
+        name: name.into(),
+        entity: entity.into(),
+        timestamp,
+        received_at: timestamp + 5,
+        properties: properties.into(),
+        value,
+    }
+}
+
+pub fn track(entity: &str, name: &str, timestamp: i64, properties: &str) -> Event {
+    event(EventKind::Track, entity, name, timestamp, properties, None)
+}
+
+pub fn metric(series: &str, timestamp: i64, value: f64) -> Event {
+    let name = series.split('{').next().unwrap_or(series);
+    event(
+        EventKind::Metric,
+        series,
+        name,
+        timestamp,
+        "{}",
+        Some(value),
+    )
+}
+
+/// What a fault does to a `transact` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Fail before applying anything (a timeout before the write).
+    Before,
+    /// Apply, then report a failure (the answer was lost).
+    After,
+}
+
+/// The in-memory tables, with injectable `transact` faults, a forced transaction size limit,
+/// and a record of every key ever written so the whole content can be dumped.
+pub struct TestTables {
+    pub inner: MemoryTables,
+    pub max_ops: usize,
+    /// Fail the transact call whose 1-based number this is (0: none).
+    pub fail_at: AtomicU64,
+    pub fault: Mutex<Fault>,
+    pub calls: AtomicU64,
+    pub written: Mutex<BTreeSet<(TableName, Key)>>,
+    pub transacts: AtomicUsize,
+}
+
+impl TestTables {
+    pub fn new(max_ops: usize) -> Self {
+        TestTables {
+            inner: MemoryTables::new(),
+            max_ops,
+            fail_at: AtomicU64::new(0),
+            fault: Mutex::new(Fault::Before),
+            calls: AtomicU64::new(0),
+            written: Mutex::new(BTreeSet::new()),
+            transacts: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn arm(&self, after_calls: u64, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+        self.fail_at.store(
+            self.calls.load(Ordering::SeqCst) + after_calls,
+            Ordering::SeqCst,
+        );
+    }
+
+    pub fn keys(&self) -> BTreeSet<(TableName, Key)> {
+        self.written.lock().unwrap().clone()
+    }
+
+    fn track(&self, table: TableName, key: &Key) {
+        self.written.lock().unwrap().insert((table, key.clone()));
+    }
+}
+
+/// Every item of `keys` in `tables`, without the attributes that record wall-clock time.
+pub async fn dump(
+    tables: &dyn Table,
+    keys: &BTreeSet<(TableName, Key)>,
+) -> Vec<(TableName, Key, Option<Item>)> {
+    let mut out = Vec::new();
+    for (table, key) in keys {
+        let mut item = tables.get(*table, key).await.unwrap();
+        if let Some(item) = &mut item {
+            item.remove("updated_at");
+            item.remove("time");
+        }
+        out.push((*table, key.clone(), item));
+    }
+    out
+}
+
+#[async_trait]
+impl Table for TestTables {
+    async fn get(&self, table: TableName, key: &Key) -> shoal_storage::Result<Option<Item>> {
+        self.inner.get(table, key).await
+    }
+    async fn batch_get(
+        &self,
+        table: TableName,
+        keys: &[Key],
+    ) -> shoal_storage::Result<Vec<Option<Item>>> {
+        self.inner.batch_get(table, keys).await
+    }
+    async fn query(&self, table: TableName, query: &Query) -> shoal_storage::Result<Page> {
+        self.inner.query(table, query).await
+    }
+    async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> shoal_storage::Result<()> {
+        for op in &ops {
+            match op {
+                WriteOp::Put { key, .. } | WriteOp::Delete { key } => self.track(table, key),
+            }
+        }
+        self.inner.write(table, ops).await
+    }
+    async fn update(&self, table: TableName, update: Update) -> shoal_storage::Result<Item> {
+        self.track(table, &update.key);
+        self.inner.update(table, update).await
+    }
+    async fn transact(&self, ops: Vec<TransactOp>) -> shoal_storage::Result<()> {
+        assert!(ops.len() <= self.max_ops, "transaction over the limit");
+        self.transacts.fetch_add(1, Ordering::SeqCst);
+        for op in &ops {
+            let (table, key) = match op {
+                TransactOp::Put { table, key, .. }
+                | TransactOp::Delete { table, key, .. }
+                | TransactOp::Check { table, key, .. } => (*table, key),
+                TransactOp::Update { table, update } => (*table, &update.key),
+            };
+            self.track(table, key);
+        }
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == self.fail_at.load(Ordering::SeqCst) {
+            let fault = *self.fault.lock().unwrap();
+            if fault == Fault::After {
+                self.inner.transact(ops).await?;
+            }
+            return Err(shoal_storage::Error::Unavailable("injected".into()));
+        }
+        self.inner.transact(ops).await
+    }
+    fn max_transact_ops(&self) -> usize {
+        self.max_ops
+    }
+}

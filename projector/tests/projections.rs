@@ -1,0 +1,448 @@
+//! Exact values of each projection through the running projector, poison events and re-drive,
+//! and the small-transaction (DynamoDB-shaped) flush path.
+
+mod common;
+
+use common::{TestTables, log_in, metric, track};
+use shoal_projector::entities::{EventCountFilter, ListQuery};
+use shoal_projector::series::Resolution;
+use shoal_projector::{
+    Cache, Derived, PoisonError, Projection, ProjectorConfig, State, archive, catch_up, deadletter,
+    entities, freshness, series,
+};
+use shoal_schemas::{Event, EventKind, Position};
+use shoal_storage::memory::MemoryTables;
+use shoal_storage::{EventLog, Item, Key, Table, TableName, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const T: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+fn sample() -> Vec<Event> {
+    let identify = |ts, props: &str| common::event(EventKind::Identify, "u1", "", ts, props, None);
+    vec![
+        track("u1", "login", T + 1000, r#"{"seconds":5}"#),
+        track("u1", "login", T + DAY + 1000, r#"{"seconds":7,"ok":true}"#),
+        identify(T + 2000, r#"{"plan":"trial","name":"A"}"#),
+        identify(T + 3000, r#"{"plan":"pro"}"#),
+        track("u2", "login", T + 500, "{}"),
+        metric("cpu{host=a}", T, 1.0),
+        metric("cpu{host=a}", T + 10_000, 3.0),
+        metric("cpu{host=a}", T + 10_000, 2.0),
+        metric("cpu{host=a}", T + 70_000, 5.0),
+        metric("cpu{host=a}", T + HOUR, 10.0),
+    ]
+}
+
+/// Waits until every projection's checkpoints account for `events` events.
+async fn wait_applied(tables: &dyn Table, events: u64) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for name in [archive::NAME, series::NAME, entities::NAME] {
+            let fresh = freshness(tables, name, 1).await.unwrap();
+            let done: u64 = fresh
+                .shards
+                .iter()
+                .map(|c| c.events_applied + c.dead_letters)
+                .sum();
+            all &= done >= events;
+        }
+        if all {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "projection did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_hold_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    let tables: Arc<dyn Table> = Arc::new(MemoryTables::new());
+    let projector = shoal_projector::Projector::new(
+        log.clone(),
+        tables.clone(),
+        shoal_projector::default_projections(),
+        ProjectorConfig::default(),
+    )
+    .unwrap();
+    let handle = projector.spawn().await.unwrap();
+    log.append(sample()).await.unwrap();
+    let latency = wait_applied(tables.as_ref(), 10).await;
+    assert!(
+        latency < Duration::from_secs(1),
+        "queryable after {latency:?}"
+    );
+
+    let u1 = entities::get(tables.as_ref(), "acme", "u1")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile;
+    assert_eq!(u1.first_seen, Some(T + 1000));
+    assert_eq!(u1.last_seen, Some(T + DAY + 1000));
+    assert_eq!(u1.events, 4);
+    assert_eq!(u1.traits["plan"], "pro");
+    assert_eq!(u1.traits["name"], "A");
+    assert_eq!(u1.counts["login"], 2);
+    assert_eq!(u1.counts["$identify"], 2);
+    assert_eq!(u1.totals["login.seconds"], 12.0);
+    assert!(!u1.totals.contains_key("login.ok"));
+    let day_one = entities::event_counts(tables.as_ref(), "acme", "u1", T, T)
+        .await
+        .unwrap();
+    assert_eq!(day_one.get("login"), Some(&1));
+    assert_eq!(day_one.get("$identify"), Some(&2));
+    assert!(
+        entities::get(tables.as_ref(), "acme", "nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let all = entities::list(tables.as_ref(), "acme", &ListQuery::default())
+        .await
+        .unwrap();
+    let names: Vec<_> = all.entities.iter().map(|e| e.entity.as_str()).collect();
+    assert_eq!(names, ["u1", "u2"]);
+    let pro = ListQuery {
+        traits: vec![("plan".into(), serde_json::json!("pro"))],
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        entities::list(tables.as_ref(), "acme", &pro)
+            .await
+            .unwrap()
+            .entities
+            .len(),
+        1
+    );
+    let busy = ListQuery {
+        event_count: Some(EventCountFilter {
+            name: "login".into(),
+            from: T,
+            to: T + DAY,
+            min: 2,
+            max: None,
+        }),
+        ..ListQuery::default()
+    };
+    let busy = entities::list(tables.as_ref(), "acme", &busy)
+        .await
+        .unwrap();
+    assert_eq!(busy.entities.len(), 1);
+    assert_eq!(busy.entities[0].event_count, Some(2));
+    let paged = ListQuery {
+        limit: 1,
+        ..ListQuery::default()
+    };
+    let first = entities::list(tables.as_ref(), "acme", &paged)
+        .await
+        .unwrap();
+    assert_eq!(first.entities[0].entity, "u1");
+    let second = ListQuery {
+        cursor: first.next,
+        ..paged.clone()
+    };
+    let second = entities::list(tables.as_ref(), "acme", &second)
+        .await
+        .unwrap();
+    assert_eq!(second.entities[0].entity, "u2");
+    let bad = ListQuery {
+        cursor: Some("nope".into()),
+        ..paged
+    };
+    assert!(entities::list(tables.as_ref(), "acme", &bad).await.is_err());
+
+    let cpu = "cpu{host=a}";
+    let read =
+        |resolution| series::read_range(tables.as_ref(), "acme", cpu, T, T + 2 * DAY, resolution);
+    let raw = read(Resolution::Raw).await.unwrap();
+    assert_eq!(
+        raw.iter().map(|p| (p.t, p.last)).collect::<Vec<_>>(),
+        [
+            (T, 1.0),
+            (T + 10_000, 2.0),
+            (T + 70_000, 5.0),
+            (T + HOUR, 10.0)
+        ]
+    );
+    let minutes = read(Resolution::Minute).await.unwrap();
+    let summary: Vec<_> = minutes
+        .iter()
+        .map(|p| (p.t, p.count, p.sum, p.min, p.max, p.last))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (T, 2, 3.0, 1.0, 2.0, 2.0),
+            (T + MINUTE, 1, 5.0, 5.0, 5.0, 5.0),
+            (T + HOUR, 1, 10.0, 10.0, 10.0, 10.0)
+        ]
+    );
+    let hours = read(Resolution::Hour).await.unwrap();
+    let summary: Vec<_> = hours
+        .iter()
+        .map(|p| (p.t, p.count, p.sum, p.min, p.max, p.last))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (T, 3, 8.0, 1.0, 5.0, 5.0),
+            (T + HOUR, 1, 10.0, 10.0, 10.0, 10.0)
+        ]
+    );
+    let days = read(Resolution::Day).await.unwrap();
+    let summary: Vec<_> = days
+        .iter()
+        .map(|p| (p.t, p.count, p.sum, p.min, p.max, p.last))
+        .collect();
+    assert_eq!(summary, [(T, 4, 18.0, 1.0, 10.0, 10.0)]);
+    let listed = series::list(tables.as_ref(), "acme", "", None, 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.series, [(cpu.to_owned(), "cpu".to_owned())]);
+    assert_eq!(Resolution::coarsest_for(5 * MINUTE), Resolution::Minute);
+    assert_eq!(Resolution::coarsest_for(DAY), Resolution::Day);
+
+    let page = archive::events(tables.as_ref(), "acme", "u1", T, T + DAY + 1000, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 3);
+    assert_eq!(page.events[0]["timestamp"], "2024-01-02T00:00:01.000Z");
+    let rest = archive::events(
+        tables.as_ref(),
+        "acme",
+        "u1",
+        T,
+        T + DAY + 1000,
+        page.next,
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rest.events.len(), 1);
+    assert_eq!(rest.events[0]["name"], "login");
+
+    // A replay of the same log changes nothing.
+    let status = handle.status_source().status().await.unwrap();
+    assert_eq!(status.projections.len(), 3);
+    assert!(status.projections.iter().all(|p| p.dead_letters == 0));
+    handle.shutdown().await;
+}
+
+/// Counts events per entity; poisons events named "bad" while `broken`.
+struct Flaky {
+    broken: AtomicBool,
+}
+
+impl Projection for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn table(&self) -> TableName {
+        TableName::Views
+    }
+    fn keys(&self, event: &Event, keys: &mut Vec<Key>) {
+        keys.push(Key::new(
+            format!("v1#{}#flaky", event.tenant),
+            event.entity.clone(),
+        ));
+    }
+    fn decode(&self, _key: &Key, item: Option<&Item>) -> shoal_projector::Result<State> {
+        let count = item
+            .and_then(|i| i.get("n"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        Ok(Box::new(count))
+    }
+    fn fold(&self, event: &Event, _: &Position, cache: &mut Cache) -> Result<(), PoisonError> {
+        if event.name == "bad" && self.broken.load(Ordering::SeqCst) {
+            return Err(PoisonError::new("bad event"));
+        }
+        let key = Key::new(format!("v1#{}#flaky", event.tenant), event.entity.clone());
+        if let Some(count) = cache.get_mut::<f64>(&key) {
+            *count += 1.0;
+        }
+        Ok(())
+    }
+    fn encode(
+        &self,
+        _key: &Key,
+        state: &State,
+        _: &mut Vec<Derived>,
+    ) -> shoal_projector::Result<Item> {
+        let count = state.downcast_ref::<f64>().copied().unwrap_or(0.0);
+        Ok([("n".to_owned(), Value::N(count))].into())
+    }
+}
+
+#[tokio::test]
+async fn poison_is_dead_lettered_and_redriven() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let tables: Arc<dyn Table> = Arc::new(MemoryTables::new());
+    let flaky = Arc::new(Flaky {
+        broken: AtomicBool::new(true),
+    });
+    let projections: Vec<Arc<dyn Projection>> = vec![
+        flaky.clone(),
+        Arc::new(series::Series),
+        Arc::new(entities::Entities),
+    ];
+    let mut nan = metric("cpu", T, 0.0);
+    nan.value = None;
+    let mut not_object = track("u1", "login", T, "[1]");
+    not_object.properties = "[1]".into();
+    log.append(vec![
+        track("u1", "ok", T, "{}"),
+        track("u1", "bad", T + 1, "{}"),
+        nan,
+        not_object,
+        track("u1", "ok", T + 2, "{}"),
+        metric("cpu", T + 5, 4.0),
+    ])
+    .await
+    .unwrap();
+    let config = ProjectorConfig {
+        batch_events: 2,
+        ..ProjectorConfig::default()
+    };
+    catch_up(log.clone(), tables.clone(), &projections, &config)
+        .await
+        .unwrap();
+
+    let count = |tables: Arc<dyn Table>| async move {
+        let item = tables
+            .get(TableName::Views, &Key::new("v1#acme#flaky", "u1"))
+            .await
+            .unwrap()
+            .unwrap();
+        item["n"].as_f64().unwrap()
+    };
+    // u1's events other than the poison one reached `flaky`, the later ones of the shard too.
+    assert_eq!(count(tables.clone()).await, 3.0);
+    let letters = deadletter::list(tables.as_ref(), "flaky", 1, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.dead_letters.len(), 1);
+    let letter = letters.dead_letters[0].clone();
+    assert_eq!(letter.error, "bad event");
+    assert_eq!(letter.attempts, 2);
+    let series_letters = deadletter::list(tables.as_ref(), "series", 1, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(series_letters.dead_letters.len(), 1);
+    assert!(series_letters.dead_letters[0].error.contains("finite"));
+    let entity_letters = deadletter::list(tables.as_ref(), "entities", 1, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(entity_letters.dead_letters.len(), 1);
+    let points = series::read_range(tables.as_ref(), "acme", "cpu", T, T + 10, Resolution::Raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        points.len(),
+        1,
+        "the point after the poison one is projected"
+    );
+    let u1 = entities::get(tables.as_ref(), "acme", "u1")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile;
+    assert_eq!(u1.events, 3);
+
+    // Still broken: the letter stays, with one more attempt.
+    let series_letter = &series_letters.dead_letters[0];
+    let series_projection = series::Series;
+    assert!(
+        shoal_projector::redrive(
+            log.as_ref(),
+            tables.as_ref(),
+            &series_projection,
+            &series_letter.shard,
+            &series_letter.position
+        )
+        .await
+        .is_err()
+    );
+    let again = deadletter::get(
+        tables.as_ref(),
+        "series",
+        1,
+        &series_letter.shard,
+        &series_letter.position,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.attempts, series_letter.attempts + 1);
+
+    // Fixed: the re-drive applies it and removes the letter.
+    flaky.broken.store(false, Ordering::SeqCst);
+    shoal_projector::redrive(
+        log.as_ref(),
+        tables.as_ref(),
+        flaky.as_ref(),
+        &letter.shard,
+        &letter.position,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(tables.clone()).await, 4.0);
+    assert!(
+        deadletter::list(tables.as_ref(), "flaky", 1, None, 10)
+            .await
+            .unwrap()
+            .dead_letters
+            .is_empty()
+    );
+    assert!(
+        shoal_projector::redrive(
+            log.as_ref(),
+            tables.as_ref(),
+            flaky.as_ref(),
+            &letter.shard,
+            &letter.position
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn small_transactions_give_the_same_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    log.append(sample()).await.unwrap();
+    let projections = shoal_projector::default_projections();
+    let config = ProjectorConfig::default();
+    let whole = Arc::new(TestTables::new(usize::MAX));
+    catch_up(log.clone(), whole.clone(), &projections, &config)
+        .await
+        .unwrap();
+    let small = Arc::new(TestTables::new(4));
+    catch_up(log.clone(), small.clone(), &projections, &config)
+        .await
+        .unwrap();
+    assert!(small.transacts.load(Ordering::SeqCst) > whole.transacts.load(Ordering::SeqCst));
+    let keys = whole.keys();
+    assert_eq!(keys, small.keys());
+    assert_eq!(
+        common::dump(whole.as_ref(), &keys).await,
+        common::dump(small.as_ref(), &keys).await
+    );
+}
