@@ -167,6 +167,11 @@ impl StatusSource {
             }
             _ => None,
         };
+        // The offset above is where the checkpoint's record starts; a caught-up shard has
+        // nothing after that record, whatever its size.
+        if status.lag_records == Some(0) {
+            status.lag_bytes = Some(0);
+        }
         status.lag_ms = match (head.newest_received_at, status.checkpoint.last_received_at) {
             (Some(newest), Some(applied)) => Some(newest.saturating_sub(applied).max(0) as u64),
             (None, _) => Some(0),

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use serde::Deserialize;
 use shoal_ingest::Limits;
+use shoal_projector::ProjectorConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log: LogSettings,
     pub limits: Limits,
+    pub projector: ProjectorConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +49,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./shoal-data"),
             log: LogSettings::default(),
             limits: Limits::default(),
+            projector: ProjectorConfig::default(),
         }
     }
 }
@@ -90,6 +93,9 @@ impl Config {
         );
         anyhow::ensure!(self.log.shards > 0, "log.shards must be > 0");
         anyhow::ensure!(self.log.segment_mib > 0, "log.segment_mib must be > 0");
+        self.projector
+            .validate()
+            .map_err(|error| anyhow::anyhow!("projector: {error}"))?;
         Ok(())
     }
 

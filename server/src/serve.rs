@@ -7,6 +7,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use shoal_ingest::IngestState;
+use shoal_projector::Projector;
+use shoal_query::QueryState;
 use shoal_storage::embedded::log::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::embedded::table::EmbeddedTables;
 use shoal_storage::tenants::TenantStore;
@@ -62,11 +64,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::bootstrap::ensure(table.as_ref(), &tenants, &config.data_dir).await?;
 
     let log: Arc<dyn EventLog> = data.log.clone();
+    let projector = Projector::new(
+        log.clone(),
+        table.clone(),
+        shoal_projector::default_projections(),
+        config.projector.clone(),
+    )?
+    .with_embedded_heads(data.log.clone())
+    .spawn()
+    .await?;
+    let query = Arc::new(QueryState::new(
+        table.clone(),
+        tenants.clone(),
+        projector.status_source(),
+    ));
     let ingest = Arc::new(IngestState::new(log, tenants, config.limits.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .merge(shoal_ingest::router(ingest))
+        .merge(shoal_query::router(query))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -81,7 +98,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal(signals))
         .await
         .context("serving HTTP")?;
-    tracing::info!("no longer accepting; closing the log");
+    tracing::info!("no longer accepting; flushing projections and closing the log");
+    projector.shutdown().await;
     data.log.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -81,6 +81,31 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+/// The secret a request presents, from its `Authorization` header (`Bearer <key>`, or `Basic
+/// base64(<key>:)` as Segment's SDKs send it) or its `X-Api-Key` header (Mackerel's agents).
+pub fn presented_key(authorization: Option<&str>, api_key: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    if let Some(text) = authorization {
+        let (scheme, rest) = text.trim().split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return non_empty(rest);
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            // The key is the user name; the password is empty or ignored.
+            let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+            return non_empty(user);
+        }
+        return None;
+    }
+    api_key.map(str::trim).and_then(non_empty)
+}
+
 /// The digest a key is stored under.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -308,6 +333,20 @@ fn key_info(item: &Item) -> Option<KeyInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_from_bearer_basic_and_api_key() {
+        assert_eq!(presented_key(Some("Bearer abc"), None), Some("abc".into()));
+        // base64("abc:") = "YWJjOg=="
+        assert_eq!(
+            presented_key(Some("Basic YWJjOg=="), None),
+            Some("abc".into())
+        );
+        assert_eq!(presented_key(None, Some(" abc ")), Some("abc".into()));
+        assert_eq!(presented_key(Some("Bearer "), None), None);
+        assert_eq!(presented_key(Some("Digest x"), None), None);
+        assert_eq!(presented_key(None, None), None);
+    }
 
     #[test]
     fn secrets_are_random_and_prefixed() {

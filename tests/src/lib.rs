@@ -177,3 +177,49 @@ pub async fn read_log(data_dir: &Path) -> Vec<Event> {
     log.shutdown().await;
     events
 }
+
+/// GETs `path` with `key` and returns the status and JSON body.
+pub async fn get_json(
+    shoal: &Shoal,
+    path: &str,
+    key: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = client()
+        .get(shoal.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits (bounded) until every projection has applied everything in the log: each shard's
+/// lag is zero records. Panics with the last status when it does not happen in time.
+pub async fn wait_caught_up(shoal: &Shoal, read_key: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (status, body) = get_json(shoal, "/v1/projections", read_key).await;
+        let caught_up = status.is_success()
+            && body["projections"].as_array().is_some_and(|projections| {
+                projections.iter().all(|projection| {
+                    projection["shards"].as_array().is_some_and(|shards| {
+                        shards
+                            .iter()
+                            .all(|shard| shard["lag_records"].as_u64() == Some(0))
+                    })
+                })
+            });
+        if caught_up {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projections did not catch up within {timeout:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,379 @@
+//! `GET /v1/series`: one or more series over a time range, bucketed by `step` and reduced by
+//! `agg`, read from the coarsest stored rollup whose slots divide the step.
+//!
+//! Parameters: `series` (repeatable) or `metric` (every series of that metric name); `from`,
+//! `to` (RFC 3339 or epoch ms; default the last hour); `step` (`60s`, `5m`, `1h`, `1d` or ms;
+//! default about 300 points); `agg` = avg | sum | min | max | count | last (default avg);
+//! `combine` = sum | avg | min | max to merge all series into one.
+
+use super::freshness_of;
+use crate::params::{Params, ordered};
+use crate::{Error, QueryState, Result};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Serialize;
+use shoal_projector::series::{self, Resolution, SeriesPoint};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Points per series at most, as Prometheus allows: beyond it a dashboard cannot draw them.
+const MAX_POINTS: i64 = 11_000;
+const MAX_SERIES: usize = 1_000;
+const DEFAULT_RANGE: i64 = 3_600_000;
+/// Series read at once: enough to hide per-read latency, few enough to stay polite.
+const PARALLEL_READS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Agg {
+    Avg,
+    Sum,
+    Min,
+    Max,
+    Count,
+    Last,
+}
+
+impl Agg {
+    fn parse(param: &str, text: &str) -> Result<Agg> {
+        Ok(match text {
+            "avg" => Agg::Avg,
+            "sum" => Agg::Sum,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "count" => Agg::Count,
+            "last" => Agg::Last,
+            _ => {
+                return Err(Error::bad(
+                    param,
+                    "invalid_value",
+                    format!("{param} must be one of avg, sum, min, max, count, last"),
+                ));
+            }
+        })
+    }
+}
+
+/// The rollup of one step bucket.
+#[derive(Clone, Copy)]
+struct Bucket {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    last_t: i64,
+    last: f64,
+}
+
+impl Bucket {
+    fn of(point: &SeriesPoint) -> Bucket {
+        Bucket {
+            count: point.count,
+            sum: point.sum,
+            min: point.min,
+            max: point.max,
+            last_t: point.t,
+            last: point.last,
+        }
+    }
+
+    fn merge(&mut self, point: &SeriesPoint) {
+        self.count += point.count;
+        self.sum += point.sum;
+        self.min = self.min.min(point.min);
+        self.max = self.max.max(point.max);
+        if point.t >= self.last_t {
+            self.last_t = point.t;
+            self.last = point.last;
+        }
+    }
+
+    fn value(&self, agg: Agg) -> f64 {
+        match agg {
+            Agg::Avg => self.sum / self.count.max(1) as f64,
+            Agg::Sum => self.sum,
+            Agg::Min => self.min,
+            Agg::Max => self.max,
+            Agg::Count => self.count as f64,
+            Agg::Last => self.last,
+        }
+    }
+}
+
+/// Buckets the points of one series by `step` (aligned to multiples of the step since the
+/// epoch, so the same bucket means the same thing in every query) and reduces each by `agg`.
+fn bucketize(points: &[SeriesPoint], step: i64, agg: Agg) -> Vec<(i64, f64)> {
+    let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for point in points.iter().filter(|point| point.count > 0) {
+        let start = point.t.div_euclid(step) * step;
+        buckets
+            .entry(start)
+            .and_modify(|bucket| bucket.merge(point))
+            .or_insert_with(|| Bucket::of(point));
+    }
+    buckets
+        .into_iter()
+        .map(|(start, bucket)| (start, bucket.value(agg)))
+        .collect()
+}
+
+/// Merges several series' bucket values into one, per bucket start.
+fn combine(all: &[SeriesOut], how: Agg) -> Vec<(i64, f64)> {
+    let mut merged: BTreeMap<i64, (f64, f64, f64, u64)> = BTreeMap::new();
+    for series in all {
+        for &(t, value) in &series.points {
+            let entry = merged
+                .entry(t)
+                .or_insert((0.0, f64::INFINITY, f64::NEG_INFINITY, 0));
+            entry.0 += value;
+            entry.1 = entry.1.min(value);
+            entry.2 = entry.2.max(value);
+            entry.3 += 1;
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(t, (sum, min, max, count))| {
+            let value = match how {
+                Agg::Sum => sum,
+                Agg::Min => min,
+                Agg::Max => max,
+                Agg::Count => count as f64,
+                Agg::Avg | Agg::Last => sum / count.max(1) as f64,
+            };
+            (t, value)
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct SeriesOut {
+    key: String,
+    /// `[bucket start (epoch ms), value]`.
+    points: Vec<(i64, f64)>,
+}
+
+/// The series keys the request names: given keys, each checked to exist, or every series of a
+/// metric.
+async fn selected(state: &QueryState, tenant: &str, params: &Params) -> Result<Vec<String>> {
+    let tables = state.tables.as_ref();
+    let named = params.all("series");
+    if let Some(metric) = params.get("metric") {
+        if !named.is_empty() {
+            return Err(Error::bad(
+                "metric",
+                "conflicting_parameters",
+                "give series or metric, not both",
+            ));
+        }
+        let listed =
+            series::list(tables, tenant, &format!("{metric}{{"), None, MAX_SERIES + 1).await?;
+        if listed.series.is_empty() {
+            return Err(Error::NotFound {
+                param: "metric".into(),
+                message: format!("no series of metric {metric:?}"),
+            });
+        }
+        if listed.series.len() > MAX_SERIES {
+            return Err(Error::bad(
+                "metric",
+                "too_many_series",
+                format!("more than {MAX_SERIES} series; name them with series="),
+            ));
+        }
+        return Ok(listed.series.into_iter().map(|(key, _)| key).collect());
+    }
+    if named.is_empty() {
+        return Err(Error::bad(
+            "series",
+            "missing",
+            "give series= (repeatable) or metric=",
+        ));
+    }
+    if named.len() > MAX_SERIES {
+        return Err(Error::bad(
+            "series",
+            "too_many_series",
+            format!("at most {MAX_SERIES} series"),
+        ));
+    }
+    for key in &named {
+        let found = series::list(tables, tenant, key, None, 1).await?;
+        if found.series.first().map(|(found, _)| found.as_str()) != Some(*key) {
+            return Err(Error::NotFound {
+                param: "series".into(),
+                message: format!("unknown series {key:?}"),
+            });
+        }
+    }
+    Ok(named.into_iter().map(str::to_owned).collect())
+}
+
+pub async fn get_series(
+    State(state): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let tenant = state.tenant(&headers).await?;
+    let params = Params::parse(raw.as_deref())?;
+    params.only(
+        &["series", "metric", "from", "to", "step", "agg", "combine"],
+        &[],
+    )?;
+    let to = params
+        .time("to")?
+        .unwrap_or_else(shoal_schemas::time::now_millis);
+    let from = params.time("from")?.unwrap_or(to - DEFAULT_RANGE);
+    ordered(from, to)?;
+    let span = to - from + 1;
+    let step = match params.duration_millis("step")? {
+        Some(step) => step,
+        // About 300 points, in whole minutes, so the minute rollup serves it.
+        None => ((span / 300 + 59_999) / 60_000).max(1) * 60_000,
+    };
+    if span / step > MAX_POINTS {
+        return Err(Error::bad(
+            "step",
+            "step_too_small",
+            format!(
+                "step gives {} points per series over this range; the limit is {MAX_POINTS}",
+                span / step
+            ),
+        ));
+    }
+    let agg = match params.get("agg") {
+        Some(text) => Agg::parse("agg", text)?,
+        None => Agg::Avg,
+    };
+    let combine_how = params
+        .get("combine")
+        .map(|text| Agg::parse("combine", text))
+        .transpose()?;
+    let keys = selected(&state, &tenant, &params).await?;
+    let resolution = Resolution::coarsest_for(step);
+
+    let tables = state.tables.clone();
+    let reads = futures::stream::iter(keys.into_iter().map(|key| {
+        let tables = tables.clone();
+        let tenant = tenant.clone();
+        async move {
+            let points =
+                series::read_range(tables.as_ref(), &tenant, &key, from, to, resolution).await?;
+            Ok::<_, Error>(SeriesOut {
+                points: bucketize(&points, step, agg),
+                key,
+            })
+        }
+    }))
+    .buffered(PARALLEL_READS)
+    .collect::<Vec<_>>()
+    .await;
+    let mut out = reads.into_iter().collect::<Result<Vec<_>>>()?;
+    if let Some(how) = combine_how {
+        let points = combine(&out, how);
+        out = vec![SeriesOut {
+            key: "*".into(),
+            points,
+        }];
+    }
+    let freshness = freshness_of(&state, &series::Series).await?;
+    Ok(axum::Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "step_ms": step,
+        "agg": agg,
+        "resolution": resolution,
+        "series": out,
+        "freshness": freshness,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: i64, value: f64) -> SeriesPoint {
+        SeriesPoint {
+            t,
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            last: value,
+        }
+    }
+
+    #[test]
+    fn buckets_align_to_the_step_and_reduce() {
+        let points = [
+            point(0, 1.0),
+            point(30_000, 3.0),
+            point(60_000, 10.0),
+            point(119_000, 2.0),
+        ];
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Avg),
+            [(0, 2.0), (60_000, 6.0)]
+        );
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Sum),
+            [(0, 4.0), (60_000, 12.0)]
+        );
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Min),
+            [(0, 1.0), (60_000, 2.0)]
+        );
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Max),
+            [(0, 3.0), (60_000, 10.0)]
+        );
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Count),
+            [(0, 2.0), (60_000, 2.0)]
+        );
+        assert_eq!(
+            bucketize(&points, 60_000, Agg::Last),
+            [(0, 3.0), (60_000, 2.0)]
+        );
+    }
+
+    #[test]
+    fn rollup_slots_merge_by_their_own_counts() {
+        let slots = [
+            SeriesPoint {
+                t: 0,
+                count: 3,
+                sum: 6.0,
+                min: 1.0,
+                max: 3.0,
+                last: 3.0,
+            },
+            SeriesPoint {
+                t: 60_000,
+                count: 1,
+                sum: 10.0,
+                min: 10.0,
+                max: 10.0,
+                last: 10.0,
+            },
+        ];
+        assert_eq!(bucketize(&slots, 120_000, Agg::Avg), [(0, 4.0)]);
+        assert_eq!(bucketize(&slots, 120_000, Agg::Last), [(0, 10.0)]);
+    }
+
+    #[test]
+    fn combining_series() {
+        let a = SeriesOut {
+            key: "a".into(),
+            points: vec![(0, 1.0), (60, 2.0)],
+        };
+        let b = SeriesOut {
+            key: "b".into(),
+            points: vec![(0, 3.0)],
+        };
+        assert_eq!(combine(&[a, b], Agg::Sum), [(0, 4.0), (60, 2.0)]);
+    }
+}

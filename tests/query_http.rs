@@ -1,0 +1,331 @@
+//! The read side over HTTP against the real binary: ingest known events and points, then query
+//! series, entities, raw events and projection status, asserting exact values; bad queries get a
+//! 4xx naming the parameter.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shoal_tests::{Shoal, client, get_json, wait_caught_up};
+use std::time::Duration;
+
+const MINUTE: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+
+async fn post(shoal: &Shoal, path: &str, key: &str, body: Value) {
+    let response = client()
+        .post(shoal.url(path))
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["rejected"], 0, "{answer}");
+}
+
+fn error_of(body: &Value) -> (&str, &str) {
+    (
+        body["error"]["code"].as_str().unwrap_or("<none>"),
+        body["error"]["field"].as_str().unwrap_or("<none>"),
+    )
+}
+
+#[tokio::test]
+async fn read_models_answer_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), None);
+    let credentials = shoal.credentials();
+    let (write, read) = (credentials.write_key.clone(), credentials.read_key.clone());
+
+    // Yesterday at 00:00 UTC, so the series day is a whole, past day.
+    let now = shoal_schemas::time::now_millis();
+    let day = now.div_euclid(DAY) * DAY - DAY;
+    let mut points = Vec::new();
+    for minute in 0..120 {
+        // Two points in each minute for host a: value = minute and minute + 0.5.
+        let at = day + minute * MINUTE;
+        points.push(json!({"name": "cpu", "host": "a", "timestamp": at, "value": minute as f64}));
+        points.push(json!({"name": "cpu", "host": "a", "timestamp": at + 30_000, "value": minute as f64 + 0.5}));
+        points.push(json!({"name": "cpu", "host": "b", "timestamp": at, "value": 100.0}));
+    }
+    post(&shoal, "/v1/metrics", &write, Value::from(points)).await;
+    // A point re-sent for the same timestamp replaces, never adds (last write wins).
+    post(
+        &shoal,
+        "/v1/metrics",
+        &write,
+        json!([{"name": "cpu", "host": "b", "timestamp": day, "value": 40.0}]),
+    )
+    .await;
+
+    let t = |offset: i64| now - offset;
+    post(
+        &shoal,
+        "/v1/events",
+        &write,
+        json!([
+            {"name": "login", "entity": "acme", "timestamp": t(3 * DAY), "properties": {"seats": 3}},
+            {"name": "login", "entity": "acme", "timestamp": t(DAY)},
+            {"name": "login", "entity": "acme", "timestamp": t(1000), "properties": {"seats": 4}},
+            {"name": "export", "entity": "acme", "timestamp": t(2000)},
+            {"kind": "identify", "entity": "acme", "timestamp": t(5000), "traits": {"plan": "trial"}},
+            {"name": "login", "entity": "globex", "timestamp": t(40 * DAY)},
+            {"kind": "identify", "entity": "globex", "timestamp": t(40 * DAY), "traits": {"plan": "pro"}},
+        ]),
+    )
+    .await;
+    wait_caught_up(&shoal, &read, Duration::from_secs(20)).await;
+
+    // Series: a day at 1-minute steps, read from the minute rollup.
+    let key = "cpu%7Bhost%3Da%7D";
+    let (status, body) = get_json(
+        &shoal,
+        &format!(
+            "/v1/series?series={key}&from={day}&to={}&step=1m&agg=avg",
+            day + DAY - 1
+        ),
+        &read,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["resolution"], "minute");
+    let points = body["series"][0]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 120);
+    assert_eq!(points[0], json!([day, 0.25]));
+    assert_eq!(points[119], json!([day + 119 * MINUTE, 119.25]));
+    // The same range bucketed by the hour, each aggregation.
+    for (agg, first_hour) in [
+        ("sum", (0..60).map(|m| 2.0 * m as f64 + 0.5).sum::<f64>()),
+        ("count", 120.0),
+        ("min", 0.0),
+        ("max", 59.5),
+        ("last", 59.5),
+    ] {
+        let (status, body) = get_json(
+            &shoal,
+            &format!(
+                "/v1/series?series={key}&from={day}&to={}&step=1h&agg={agg}",
+                day + DAY - 1
+            ),
+            &read,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["resolution"], "hour", "{agg}");
+        assert_eq!(
+            body["series"][0]["points"][0],
+            json!([day, first_hour]),
+            "{agg}"
+        );
+    }
+    // Every series of the metric, combined: b's first point was replaced by 40.
+    let (status, body) = get_json(
+        &shoal,
+        &format!(
+            "/v1/series?metric=cpu&from={day}&to={}&step=1m&agg=max&combine=sum",
+            day + MINUTE - 1
+        ),
+        &read,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["series"][0]["points"], json!([[day, 0.5 + 40.0]]));
+    assert!(body["freshness"]["shards"].as_array().is_some());
+
+    // One entity.
+    let (status, body) = get_json(&shoal, "/v1/entities/acme?window_days=2", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"], 5);
+    assert_eq!(body["traits"], json!({"plan": "trial"}));
+    assert_eq!(body["first_seen"], t(3 * DAY));
+    assert_eq!(body["last_seen"], t(1000));
+    assert_eq!(body["event_counts"]["login"], 2, "{body}");
+    assert_eq!(body["event_counts"]["export"], 1);
+    assert_eq!(body["totals"]["login.seats"], 7.0);
+
+    // Lists: by event count in a window, by trait, by last seen.
+    let (_, body) = get_json(
+        &shoal,
+        "/v1/entities?event=login&min=2&window_days=7",
+        &read,
+    )
+    .await;
+    let ids: Vec<&str> = body["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme"], "{body}");
+    assert_eq!(body["entities"][0]["event_count"], 3);
+    let (_, body) = get_json(&shoal, "/v1/entities?trait.plan=pro", &read).await;
+    assert_eq!(body["entities"][0]["entity"], "globex", "{body}");
+    assert_eq!(body["entities"].as_array().unwrap().len(), 1);
+    let (_, body) = get_json(&shoal, "/v1/entities?order=last_seen_asc&limit=1", &read).await;
+    assert_eq!(body["entities"][0]["entity"], "globex", "{body}");
+    let cursor = body["next"].as_str().expect("a second page").to_owned();
+    let (_, body) = get_json(
+        &shoal,
+        &format!("/v1/entities?order=last_seen_asc&limit=1&cursor={cursor}"),
+        &read,
+    )
+    .await;
+    assert_eq!(body["entities"][0]["entity"], "acme", "{body}");
+
+    // Raw events, newest first, paged.
+    let (_, body) = get_json(&shoal, "/v1/entities/acme/events?limit=2", &read).await;
+    let names: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["login", "export"], "{body}");
+    let cursor = body["next"].as_str().unwrap().to_owned();
+    let (_, body) = get_json(
+        &shoal,
+        &format!("/v1/entities/acme/events?limit=10&cursor={cursor}"),
+        &read,
+    )
+    .await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 3, "{body}");
+
+    // Status.
+    let (_, body) = get_json(&shoal, "/v1/projections", &read).await;
+    let names: Vec<&str> = body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["archive", "series", "entities"]);
+    let applied: u64 = body["projections"][0]["events_applied"].as_u64().unwrap();
+    assert_eq!(
+        applied,
+        360 + 1 + 7,
+        "archive applied every stored event once"
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_name_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), None);
+    let credentials = shoal.credentials();
+    let read = credentials.read_key.clone();
+    post(
+        &shoal,
+        "/v1/metrics",
+        &credentials.write_key,
+        json!([{"name": "m", "value": 1}]),
+    )
+    .await;
+    wait_caught_up(&shoal, &read, Duration::from_secs(20)).await;
+
+    let cases = [
+        (
+            "/v1/series?series=nope",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "series",
+        ),
+        (
+            "/v1/series?metric=nope",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metric",
+        ),
+        ("/v1/series", StatusCode::BAD_REQUEST, "missing", "series"),
+        (
+            "/v1/series?series=m%7B%7D&from=10&to=5",
+            StatusCode::BAD_REQUEST,
+            "inverted_range",
+            "from",
+        ),
+        (
+            "/v1/series?series=m%7B%7D&from=0&to=86400000&step=1s",
+            StatusCode::BAD_REQUEST,
+            "step_too_small",
+            "step",
+        ),
+        (
+            "/v1/series?series=m%7B%7D&step=fast",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "step",
+        ),
+        (
+            "/v1/series?series=m%7B%7D&agg=median",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "agg",
+        ),
+        (
+            "/v1/series?series=m%7B%7D&colour=red",
+            StatusCode::BAD_REQUEST,
+            "unknown_parameter",
+            "colour",
+        ),
+        (
+            "/v1/entities/nobody",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "id",
+        ),
+        (
+            "/v1/entities?cursor=garbage",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "cursor",
+        ),
+        (
+            "/v1/entities?limit=0",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "limit",
+        ),
+        (
+            "/v1/entities?min=3",
+            StatusCode::BAD_REQUEST,
+            "missing",
+            "event",
+        ),
+        (
+            "/v1/entities?order=sideways",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "order",
+        ),
+        (
+            "/v1/entities?last_seen_after=tomorrow",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "last_seen_after",
+        ),
+        (
+            "/v1/entities/x/events?cursor=garbage",
+            StatusCode::BAD_REQUEST,
+            "invalid_value",
+            "cursor",
+        ),
+        (
+            "/v1/entities/x/events?from=9&to=1",
+            StatusCode::BAD_REQUEST,
+            "inverted_range",
+            "from",
+        ),
+    ];
+    for (path, status, code, field) in cases {
+        let (got, body) = get_json(&shoal, path, &read).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(error_of(&body), (code, field), "{path}: {body}");
+    }
+    let (got, body) = get_json(&shoal, "/v1/entities", &credentials.write_key).await;
+    assert_eq!(
+        (got, error_of(&body)),
+        (StatusCode::FORBIDDEN, ("forbidden", "authorization"))
+    );
+    let (got, _) = get_json(&shoal, "/v1/entities", "shr_unknown").await;
+    assert_eq!(got, StatusCode::UNAUTHORIZED);
+}
