@@ -329,3 +329,82 @@ async fn bad_queries_name_the_parameter() {
     let (got, _) = get_json(&shoal, "/v1/entities", "shr_unknown").await;
     assert_eq!(got, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_the_shard_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), None);
+    let credentials = shoal.credentials();
+    let (write, read, admin) = (
+        credentials.write_key.clone(),
+        credentials.read_key.clone(),
+        credentials.admin_token.clone(),
+    );
+    // Valid at ingest, but the second makes the entity's `amount` total overflow to infinity,
+    // which the entities projection refuses: a poison event for that projection only.
+    post(
+        &shoal,
+        "/v1/events",
+        &write,
+        json!([
+            {"name": "purchase", "entity": "whale", "properties": {"amount": 1e308}},
+            {"name": "purchase", "entity": "whale", "properties": {"amount": 1e308}},
+        ]),
+    )
+    .await;
+    post(
+        &shoal,
+        "/v1/events",
+        &write,
+        json!([{"name": "login", "entity": "whale"}]),
+    )
+    .await;
+    wait_caught_up(&shoal, &read, Duration::from_secs(20)).await;
+
+    let (status, body) = get_json(&shoal, "/v1/entities/whale", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["events"], 2,
+        "the poison event is skipped, the later login applied: {body}"
+    );
+    assert_eq!(body["counts"]["login"], 1);
+    // The archive has no reason to refuse it: all three are there.
+    let (_, body) = get_json(&shoal, "/v1/entities/whale/events", &read).await;
+    assert_eq!(body["events"].as_array().unwrap().len(), 3);
+
+    let (status, body) =
+        get_json(&shoal, "/v1/admin/deadletters?projection=entities", &admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let letters = body["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{body}");
+    assert_eq!(letters[0]["tenant"], "default");
+    let (shard, position) = (
+        letters[0]["shard"].as_str().unwrap().to_owned(),
+        letters[0]["position"].as_str().unwrap().to_owned(),
+    );
+    let (_, status_body) = get_json(&shoal, "/v1/projections", &read).await;
+    let entities = status_body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|projection| projection["name"] == "entities")
+        .unwrap();
+    assert_eq!(entities["dead_letters"], 1);
+
+    // Re-driving an event that still fails keeps the letter and counts the attempt.
+    let response = client()
+        .post(shoal.url(&format!(
+            "/v1/admin/deadletters/redrive?projection=entities&shard={shard}&position={position}"
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, body) = get_json(&shoal, "/v1/admin/deadletters?projection=entities", &admin).await;
+    let attempts = body["dead_letters"][0]["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{body}");
+    // Only the admin token may see dead letters.
+    let (status, _) = get_json(&shoal, "/v1/admin/deadletters?projection=entities", &read).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -3,14 +3,16 @@
 use crate::{Error, Result};
 use axum::http::{HeaderMap, header};
 use shoal_projector::StatusSource;
-use shoal_storage::Table;
 use shoal_storage::tenants::{KeyKind, TenantStore};
+use shoal_storage::{EventLog, Table};
 use std::sync::Arc;
 
 pub struct QueryState {
     pub(crate) tables: Arc<dyn Table>,
     pub(crate) tenants: Arc<TenantStore>,
     pub(crate) status: StatusSource,
+    /// The log, for re-driving dead letters (a query-only process may not have one).
+    pub(crate) log: Option<Arc<dyn EventLog>>,
 }
 
 impl QueryState {
@@ -19,7 +21,14 @@ impl QueryState {
             tables,
             tenants,
             status,
+            log: None,
         }
+    }
+
+    /// Lets dead letters be re-driven from this log.
+    pub fn with_log(mut self, log: Arc<dyn EventLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// The tenant of the request's read key.

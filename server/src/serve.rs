@@ -73,11 +73,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_embedded_heads(data.log.clone())
     .spawn()
     .await?;
-    let query = Arc::new(QueryState::new(
-        table.clone(),
-        tenants.clone(),
-        projector.status_source(),
-    ));
+    let query = Arc::new(
+        QueryState::new(table.clone(), tenants.clone(), projector.status_source())
+            .with_log(log.clone()),
+    );
     let ingest = Arc::new(IngestState::new(log, tenants, config.limits.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -1,5 +1,6 @@
 //! The query routes and what every answer shares: the read-key check and freshness.
 
+mod deadletters;
 mod entities;
 mod projections;
 mod series;
@@ -17,6 +18,11 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/entities/{id}", get(entities::get_one))
         .route("/v1/entities/{id}/events", get(entities::events))
         .route("/v1/projections", get(projections::status))
+        .route("/v1/admin/deadletters", get(deadletters::list))
+        .route(
+            "/v1/admin/deadletters/redrive",
+            axum::routing::post(deadletters::redrive),
+        )
         .with_state(state)
 }
 
