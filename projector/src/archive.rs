@@ -8,12 +8,13 @@
 //! and timestamp lands on the same item. No event is ever poison here: the archive keeps
 //! everything, including what other projections dead-letter.
 
-use crate::keys::padded_millis;
+use crate::keys::{padded_millis, push_padded_millis};
 use crate::projection::{Derived, State};
 use crate::{Cache, Error, PoisonError, Projection, Result};
 use serde::Serialize;
 use shoal_schemas::{Event, Position, keys::partition_key};
 use shoal_storage::{Item, Key, Query, SortRange, Table, TableName, Value};
+use std::fmt::Write as _;
 
 pub const NAME: &str = "archive";
 const EVENT_ATTRIBUTE: &str = "event";
@@ -23,10 +24,13 @@ const EVENT_ATTRIBUTE: &str = "event";
 pub struct Archive;
 
 fn event_key(event: &Event) -> Key {
-    Key::new(
-        partition_key(&event.tenant, &event.entity),
-        format!("{}#{}", padded_millis(event.timestamp), event.id),
-    )
+    // One exact-size allocation for the sort key (20 digits, `#`, 36 for the hyphenated id).
+    let mut sk = String::with_capacity(20 + 1 + 36);
+    push_padded_millis(&mut sk, event.timestamp);
+    sk.push('#');
+    // Writing to a `String` cannot fail.
+    let _ = write!(sk, "{}", event.id);
+    Key::new(partition_key(&event.tenant, &event.entity), sk)
 }
 
 impl Projection for Archive {
@@ -54,7 +58,14 @@ impl Projection for Archive {
         _position: &Position,
         cache: &mut Cache,
     ) -> std::result::Result<(), PoisonError> {
-        let json = serde_json::to_string(event)
+        // Sized for the envelope around the properties, so the text is not grown step by step
+        // (one put per event: this is the archive's hot loop).
+        let capacity = 200 + event.tenant.len() + event.name.len() + event.entity.len();
+        let mut json = Vec::with_capacity(capacity + event.properties.len());
+        serde_json::to_writer(&mut json, event)
+            .map_err(|error| PoisonError::new(format!("cannot encode the event: {error}")))?;
+        // serde_json writes UTF-8 only.
+        let json = String::from_utf8(json)
             .map_err(|error| PoisonError::new(format!("cannot encode the event: {error}")))?;
         let mut item = Item::new();
         item.insert(EVENT_ATTRIBUTE.into(), Value::S(json));

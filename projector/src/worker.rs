@@ -21,6 +21,7 @@ use shoal_schemas::{Position, ShardId, time::now_millis};
 use shoal_storage::{EventLog, Key, LogRecord, Table};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
 /// Keys loaded per `batch_get` call.
@@ -119,16 +120,23 @@ pub(crate) async fn fold_records(
     })
 }
 
-/// Applies every projection to every shard until each is caught up, in this task, without
-/// retries (the first error is returned). For tests, benchmarks and offline rebuilds; returns the
-/// number of events applied.
+/// Applies every projection to every shard until each is caught up, without retries: the first
+/// error is returned once every other worker has stopped after its current step, so nothing of
+/// this call is still in flight when it returns (a retry starts from settled checkpoints). For
+/// tests, benchmarks and offline rebuilds; returns the number of events applied.
+///
+/// Every (projection, shard) pair runs as its own task, as the live workers do: the shards are
+/// independent (each has its own checkpoint, and one shard feeds each item), so one task folds
+/// while another waits for the log or for its flush to commit, and a multi-threaded runtime
+/// folds on every core.
 pub async fn catch_up(
     log: Arc<dyn EventLog>,
     tables: Arc<dyn Table>,
     projections: &[Arc<dyn crate::Projection>],
     config: &ProjectorConfig,
 ) -> Result<u64> {
-    let mut applied = 0;
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
     for shard in log.shards().await? {
         for projection in projections {
             let worker = Worker {
@@ -139,13 +147,32 @@ pub async fn catch_up(
                 shard: shard.id.clone(),
                 live: Arc::new(Live::default()),
             };
-            let mut current = worker.load_checkpoint().await?;
-            let before = current.events_applied + current.dead_letters;
-            while let Step::Applied = worker.step(&mut current).await? {}
-            applied += current.events_applied + current.dead_letters - before;
+            let failed = Arc::clone(&failed);
+            tasks.spawn(async move {
+                let outcome = worker.catch_up(&failed).await;
+                if outcome.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                outcome
+            });
         }
     }
-    Ok(applied)
+    let mut applied = 0;
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(worker_applied)) => applied += worker_applied,
+            Ok(Err(error)) => {
+                first_error.get_or_insert(error);
+            }
+            // Nothing aborts these tasks, so a join error is a panic: let it propagate.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(applied),
+    }
 }
 
 /// What one step did.
@@ -214,6 +241,19 @@ impl Worker {
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => {}
         }
+    }
+
+    /// Steps until caught up (or until another worker of the same [`catch_up`] failed); the
+    /// number of events applied or dead-lettered.
+    async fn catch_up(&self, failed: &AtomicBool) -> Result<u64> {
+        let mut current = self.load_checkpoint().await?;
+        let before = current.events_applied + current.dead_letters;
+        while !failed.load(Ordering::Relaxed) {
+            if let Step::CaughtUp = self.step(&mut current).await? {
+                break;
+            }
+        }
+        Ok(current.events_applied + current.dead_letters - before)
     }
 
     async fn load_checkpoint(&self) -> Result<Checkpoint> {

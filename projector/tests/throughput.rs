@@ -1,6 +1,8 @@
 //! Projection throughput on a pre-filled embedded log, and series bytes per point. Ignored by
 //! default; run with
-//! `SHOAL_BENCH_EVENTS=1000000 cargo test --release -p shoal-projector --test throughput -- --ignored --nocapture`.
+//! `SHOAL_BENCH_EVENTS=1000000 cargo test --release -p shoal-projector --test throughput -- --ignored --nocapture`;
+//! `SHOAL_BENCH_PROJECTIONS=archive,entities` limits the one-by-one runs to those projections
+//! (for profiling one of them).
 
 mod common;
 
@@ -52,7 +54,15 @@ async fn projection_throughput() {
         batch_events: 50_000,
         ..ProjectorConfig::default()
     };
+    let only: Option<Vec<String>> = std::env::var("SHOAL_BENCH_PROJECTIONS")
+        .ok()
+        .map(|names| names.split(',').map(str::to_owned).collect());
     for projection in shoal_projector::default_projections() {
+        if let Some(only) = &only
+            && !only.iter().any(|name| name == projection.name())
+        {
+            continue;
+        }
         let tables: Arc<dyn Table> = Arc::new(
             EmbeddedTables::open(&dir.path().join(format!("{}.redb", projection.name()))).unwrap(),
         );
@@ -96,6 +106,9 @@ async fn projection_throughput() {
                 bytes as f64 / points
             );
         }
+    }
+    if only.is_some() {
+        return;
     }
     // All three at once, sharing the log reads' cores, one tables file.
     let tables: Arc<dyn Table> =

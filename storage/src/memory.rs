@@ -53,11 +53,8 @@ impl ops::ItemStore for Store<'_> {
             .cloned())
     }
 
-    fn store(&mut self, table: TableName, key: &Key, item: &Item) -> Result<()> {
-        self.0
-            .entry(table)
-            .or_default()
-            .insert(row_key(key), item.clone());
+    fn store(&mut self, table: TableName, key: &Key, item: Item) -> Result<()> {
+        self.0.entry(table).or_default().insert(row_key(key), item);
         Ok(())
     }
 
@@ -111,7 +108,7 @@ impl Table for MemoryTables {
     }
 
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> Result<()> {
-        ops::write(&mut Store(&mut self.lock()), table, &ops)
+        ops::write(&mut Store(&mut self.lock()), table, ops)
     }
 
     async fn update(&self, table: TableName, update: Update) -> Result<Item> {
@@ -119,7 +116,7 @@ impl Table for MemoryTables {
     }
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        ops::transact(&mut Store(&mut self.lock()), &transaction)
+        ops::transact(&mut Store(&mut self.lock()), transaction)
     }
 
     /// Unlimited, like the embedded backend.

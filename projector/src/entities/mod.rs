@@ -71,15 +71,59 @@ pub(crate) fn index_sk(last_seen: i64, entity: &str) -> String {
     format!("{}#{entity}", padded_millis(last_seen))
 }
 
-/// `YYYY-MM-DD` of a time (UTC).
-pub(crate) fn day_of(millis: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .map(|time| time.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "0000-00-00".to_owned())
+/// The first millisecond of the year 10000: below it (and from the epoch) a day is four-digit
+/// year, month, day, computed without chrono's formatter.
+const YEAR_10000: i64 = 253_402_300_800_000;
+
+/// `YYYY-MM-DD` of a time (UTC) appended to `text`. Two day keys per event make this a hot path, so the common
+/// range is plain arithmetic (the civil-from-days algorithm, proleptic Gregorian like chrono);
+/// anything else goes through chrono, which defines the format.
+fn push_day(text: &mut String, millis: i64) {
+    if !(0..YEAR_10000).contains(&millis) {
+        let day = chrono::DateTime::from_timestamp_millis(millis)
+            .map(|time| time.format("%Y-%m-%d").to_string());
+        text.push_str(day.as_deref().unwrap_or("0000-00-00"));
+        return;
+    }
+    let (year, month, day) = civil_from_days(millis / crate::series::DAY);
+    let digits = |text: &mut String, value: i64, width: u32| {
+        for power in (0..width).rev() {
+            let digit = (value / 10_i64.pow(power)) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+    };
+    digits(text, year, 4);
+    text.push('-');
+    digits(text, month, 2);
+    text.push('-');
+    digits(text, day, 2);
+}
+
+/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01 (not negative); Howard
+/// Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 pub(crate) fn day_sk(millis: i64) -> String {
-    format!("day#{}", day_of(millis))
+    let mut sk = String::with_capacity(14);
+    sk.push_str("day#");
+    push_day(&mut sk, millis);
+    sk
 }
 
 /// The name an event counts under.
@@ -185,9 +229,14 @@ impl Projection for Entities {
                     .map_or(event.timestamp, |t| t.max(event.timestamp)),
             );
             profile.events += 1;
-            *profile.counts.entry(name.clone()).or_default() += 1;
+            increment(&mut profile.counts, &name);
             for (total, value) in numeric {
-                *profile.totals.entry(total).or_default() += value;
+                match profile.totals.get_mut(&total) {
+                    Some(sum) => *sum += value,
+                    None => {
+                        profile.totals.insert(total, value);
+                    }
+                }
             }
             if matches!(event.kind, EventKind::Identify | EventKind::Group) {
                 profile.traits.extend(properties);
@@ -196,7 +245,7 @@ impl Projection for Entities {
         if let Some(DayCounts(counts)) =
             cache.get_mut::<DayCounts>(&Key::new(pk, day_sk(event.timestamp)))
         {
-            *counts.entry(name).or_default() += 1;
+            increment(counts, &name);
         }
         Ok(())
     }
@@ -251,6 +300,17 @@ impl Projection for Entities {
     }
 }
 
+/// Adds one to `name`'s count, allocating the name only the first time it is counted (most
+/// events count under a name their item already holds).
+fn increment(counts: &mut BTreeMap<String, u64>, name: &str) {
+    match counts.get_mut(name) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(name.to_owned(), 1);
+        }
+    }
+}
+
 /// `(tenant, entity)` of an entity partition key.
 fn split_entity_pk(pk: &str) -> Option<(&str, &str)> {
     let rest = pk.split_once('#')?.1;
@@ -268,6 +328,31 @@ mod tests {
         assert_eq!(pk, "v1#acme#entity#user#7");
         assert_eq!(split_entity_pk(&pk), Some(("acme", "user#7")));
         assert_eq!(day_sk(0), "day#1970-01-01");
+        assert_eq!(day_sk(-1), "day#1969-12-31");
         assert_eq!(index_sk(5, "u"), "00000000000000000005#u");
+    }
+
+    #[test]
+    fn days_match_chrono() {
+        let chrono_day = |millis: i64| {
+            let day = chrono::DateTime::from_timestamp_millis(millis).unwrap();
+            format!("day#{}", day.format("%Y-%m-%d"))
+        };
+        // Every day boundary (and the millisecond before it) of 1970..2100, leap days included,
+        // then a spread of times up to the end of year 9999.
+        let mut samples: Vec<i64> = (0..48_000)
+            .flat_map(|day| {
+                [
+                    day * crate::series::DAY,
+                    day * crate::series::DAY + 86_399_999,
+                ]
+            })
+            .collect();
+        samples.extend((0..10_000).map(|n| n * (YEAR_10000 / 10_000) + 12_345_678));
+        samples.push(YEAR_10000 - 1);
+        for millis in samples {
+            assert_eq!(day_sk(millis), chrono_day(millis), "{millis}");
+        }
+        assert_eq!(day_sk(YEAR_10000), chrono_day(YEAR_10000));
     }
 }

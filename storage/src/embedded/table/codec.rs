@@ -15,10 +15,13 @@ use crate::{Error, Item, Result};
 /// The only layout so far: postcard of the item's map.
 const VERSION_POSTCARD: u8 = 1;
 
-/// The stored form of an item.
-pub(crate) fn encode_item(item: &Item) -> Result<Vec<u8>> {
+/// The stored form of an item, written into `buffer` (cleared first) so that a caller storing
+/// many items reuses one allocation.
+pub(crate) fn encode_item(item: &Item, mut buffer: Vec<u8>) -> Result<Vec<u8>> {
+    buffer.clear();
+    buffer.push(VERSION_POSTCARD);
     // `to_extend` appends after the version byte, so there is no second buffer to copy.
-    postcard::to_extend(item, vec![VERSION_POSTCARD])
+    postcard::to_extend(item, buffer)
         .map_err(|error| Error::Backend(format!("cannot encode an item: {error}")))
 }
 
@@ -81,21 +84,21 @@ mod tests {
     #[test]
     fn round_trips_every_value_type() {
         let item = sample();
-        let bytes = encode_item(&item).expect("encodes");
+        let bytes = encode_item(&item, Vec::new()).expect("encodes");
         assert_eq!(bytes[0], VERSION_POSTCARD);
         assert_eq!(decode_item(&bytes, here).expect("decodes"), item);
     }
 
     #[test]
     fn empty_item_is_one_version_byte_and_a_length() {
-        let bytes = encode_item(&Item::new()).expect("encodes");
+        let bytes = encode_item(&Item::new(), Vec::new()).expect("encodes");
         assert_eq!(bytes, vec![VERSION_POSTCARD, 0]);
         assert!(decode_item(&bytes, here).expect("decodes").is_empty());
     }
 
     #[test]
     fn rejects_empty_unknown_version_truncated_and_trailing_bytes() {
-        let bytes = encode_item(&sample()).expect("encodes");
+        let bytes = encode_item(&sample(), Vec::new()).expect("encodes");
         let corrupt = |bytes: &[u8]| matches!(decode_item(bytes, here), Err(Error::Corrupt { .. }));
         assert!(corrupt(&[]));
         assert!(corrupt(&[9, 0]));

@@ -118,6 +118,7 @@ impl Inner {
                 txn: &txn,
                 open: Default::default(),
                 path: &self.path,
+                buffer: Vec::new(),
             };
             work(&mut store)
             // The open tables borrow the transaction: they close here, before the commit.
@@ -147,6 +148,8 @@ struct RedbStore<'txn> {
     txn: &'txn redb::WriteTransaction,
     open: [Option<OpenTable<'txn>>; 3],
     path: &'txn Path,
+    /// Reused to encode each stored item.
+    buffer: Vec<u8>,
 }
 
 impl<'txn> RedbStore<'txn> {
@@ -180,11 +183,15 @@ impl ops::ItemStore for RedbStore<'_> {
             .transpose()
     }
 
-    fn store(&mut self, table: TableName, key: &Key, item: &Item) -> Result<()> {
-        let bytes = codec::encode_item(item)?;
+    fn store(&mut self, table: TableName, key: &Key, item: Item) -> Result<()> {
+        // One encoding buffer for the whole transaction, not one allocation per item.
+        let buffer = codec::encode_item(&item, std::mem::take(&mut self.buffer))?;
+        // Free the item before the insert, while its memory is still hot in the cache.
+        drop(item);
         self.table(table)?
-            .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())
+            .insert((key.pk.as_str(), key.sk.as_str()), buffer.as_slice())
             .map_err(redb_error)?;
+        self.buffer = buffer;
         Ok(())
     }
 
@@ -310,7 +317,7 @@ impl Table for EmbeddedTables {
         if ops.is_empty() {
             return Ok(());
         }
-        self.blocking(move |inner| inner.write(|store| ops::write(store, table, &ops)))
+        self.blocking(move |inner| inner.write(|store| ops::write(store, table, ops)))
             .await
     }
 
@@ -320,7 +327,7 @@ impl Table for EmbeddedTables {
     }
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        self.blocking(move |inner| inner.write(|store| ops::transact(store, &transaction)))
+        self.blocking(move |inner| inner.write(|store| ops::transact(store, transaction)))
             .await
     }
 
