@@ -16,6 +16,21 @@ pub struct Cli {
 pub enum Command {
     /// Durable ingest: POST batches of events over keep-alive connections for a bounded time.
     Ingest(IngestArgs),
+    /// The disk's fdatasync latency, appending vs overwriting a pre-zeroed file.
+    Fsync(FsyncArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FsyncArgs {
+    /// Directory on the file system to test (a temporary file is made and removed there).
+    #[arg(long, default_value = "/tmp")]
+    pub dir: PathBuf,
+    /// Writes (each followed by fdatasync) per mode.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// Bytes per write.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub bytes: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -23,7 +38,7 @@ pub struct IngestArgs {
     /// Base URL of a running server, e.g. http://127.0.0.1:8750 (instead of --spawn).
     #[arg(long, required_unless_present = "spawn", conflicts_with = "spawn")]
     pub url: Option<String>,
-    /// Write key of the running server (with --url).
+    /// Write key of the running server (with --url; ignored with --spawn).
     #[arg(
         long,
         env = "SHOAL_WRITE_KEY",

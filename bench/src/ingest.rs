@@ -22,6 +22,9 @@ const EVENTS_PATH: &str = "/v1/events";
 const JOIN_SLACK: Duration = Duration::from_secs(10);
 
 pub fn run(args: &IngestArgs) -> Result<()> {
+    if args.spawn.is_none() && args.key.is_none() {
+        bail!("--url needs --key (or SHOAL_WRITE_KEY)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads as usize)
         .enable_all()
@@ -62,6 +65,13 @@ pub fn run(args: &IngestArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
         }
         reports.push(report);
+    }
+    if let Some(failed) = reports.iter().find(|report| report.events_accepted == 0) {
+        bail!(
+            "run {} stored no events ({})",
+            failed.run,
+            failed.first_problem.as_deref().unwrap_or("no answer")
+        );
     }
     if reports.len() > 1 {
         let medians = Medians::of(&reports);

@@ -4,12 +4,14 @@
 //! - `ingest`: durable ingest over HTTP (`POST /v1/events`) from N keep-alive connections, either
 //!   against a running server (`--url`, `--key`) or against a release server it starts itself on
 //!   a temporary data directory (`--spawn path/to/shoal`), which also yields bytes on disk per
-//!   event and the server's peak RSS.
+//!   event and the server's peak RSS;
+//! - `fsync`: the disk's `fdatasync` latency, the floor under every durable acknowledgement.
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
 mod cli;
 mod client;
+mod fsync;
 mod ids;
 mod ingest;
 mod procfs;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
         cli::Command::Ingest(args) => ingest::run(&args),
+        cli::Command::Fsync(args) => fsync::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

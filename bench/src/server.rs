@@ -145,23 +145,33 @@ fn wait_for_address(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 bail!(
-                    "the server closed stdout without printing its address; see {}",
-                    log.display()
+                    "the server closed stdout without printing its address; its log:\n{}",
+                    log_head(log)
                 )
             }
         }
         if let Some(status) = child.try_wait()? {
             bail!(
-                "the server exited ({status}) before listening; see {}",
-                log.display()
+                "the server exited ({status}) before listening; its log:\n{}",
+                log_head(log)
             );
         }
         if Instant::now() > deadline {
             bail!(
-                "the server printed no address within {START_TIMEOUT:?}; see {}",
-                log.display()
+                "the server printed no address within {START_TIMEOUT:?}; its log:\n{}",
+                log_head(log)
             );
         }
+    }
+}
+
+/// The first lines of the server's log (where a startup error is), for an error message: the
+/// file goes with the temporary directory.
+fn log_head(log: &Path) -> String {
+    const LINES: usize = 12;
+    match std::fs::read_to_string(log) {
+        Ok(text) => text.lines().take(LINES).collect::<Vec<_>>().join("\n"),
+        Err(error) => format!("(cannot read {}: {error})", log.display()),
     }
 }
 
