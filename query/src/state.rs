@@ -33,12 +33,7 @@ impl QueryState {
 
     /// The tenant of the request's read key.
     pub(crate) async fn tenant(&self, headers: &HeaderMap) -> Result<String> {
-        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        let secret = shoal_storage::tenants::presented_key(
-            text(header::AUTHORIZATION.as_str()),
-            text("x-api-key"),
-        )
-        .ok_or(Error::Unauthorized)?;
+        let secret = presented_key(headers)?;
         let info = self
             .tenants
             .authenticate(&secret)
@@ -49,4 +44,20 @@ impl QueryState {
         }
         Ok(info.tenant)
     }
+
+    /// Passes only requests that carry the admin token.
+    pub(crate) async fn require_admin(&self, headers: &HeaderMap) -> Result<()> {
+        let secret = presented_key(headers)?;
+        if self.tenants.is_admin(&secret).await? {
+            Ok(())
+        } else {
+            Err(Error::Unauthorized)
+        }
+    }
+}
+
+fn presented_key(headers: &HeaderMap) -> Result<String> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    shoal_storage::tenants::presented_key(text(header::AUTHORIZATION.as_str()), text("x-api-key"))
+        .ok_or(Error::Unauthorized)
 }

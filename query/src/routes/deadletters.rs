@@ -8,25 +8,11 @@
 use crate::params::{Params, bad_cursor, encode_cursor};
 use crate::{Error, QueryState, Result};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use shoal_projector::{Projection, deadletter};
 use shoal_schemas::Position;
 use std::sync::Arc;
-
-async fn require_admin(state: &QueryState, headers: &HeaderMap) -> Result<()> {
-    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let secret = shoal_storage::tenants::presented_key(
-        text(header::AUTHORIZATION.as_str()),
-        text("x-api-key"),
-    )
-    .ok_or(Error::Unauthorized)?;
-    if state.tenants.is_admin(&secret).await? {
-        Ok(())
-    } else {
-        Err(Error::Unauthorized)
-    }
-}
 
 fn projection(params: &Params) -> Result<Arc<dyn Projection>> {
     let name = params
@@ -46,7 +32,7 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    require_admin(&state, &headers).await?;
+    state.require_admin(&headers).await?;
     let params = Params::parse(raw.as_deref())?;
     params.only(&["projection", "cursor", "limit"], &[])?;
     let projection = projection(&params)?;
@@ -76,7 +62,7 @@ pub async fn redrive(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
-    require_admin(&state, &headers).await?;
+    state.require_admin(&headers).await?;
     let params = Params::parse(raw.as_deref())?;
     params.only(&["projection", "shard", "position"], &[])?;
     let projection = projection(&params)?;
