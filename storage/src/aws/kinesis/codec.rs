@@ -1,115 +1,37 @@
-//! The payload of one Kinesis record: many events of one partition key, compressed together.
+//! The payload of one Kinesis record: many events of one shard, compressed together.
 //!
-//! Layout (format version 1, integers little-endian) — byte for byte the embedded log's block
-//! payload (`embedded/log/codec.rs`), so one decoder could serve both logs:
-//!
-//! ```text
-//! [u8 version = 1][u8 codec = 1 (zstd)][u32 event_count][u32 raw_len][zstd(body)]
-//! ```
-//!
-//! `body` is the concatenation of `event_count` postcard-encoded [`Event`]s, `raw_len` bytes.
-//! This is a separate small copy because the embedded codec module is private to the embedded
-//! log; making it `pub(crate)` would let this file shrink to the record-size logic.
-//!
-//! Invariants:
-//! - `raw_len <= MAX_RAW_BYTES`: the decoder never allocates more than that, whatever a damaged
-//!   header claims;
-//! - postcard is not self-describing: changing the field order of [`Event`] or the variant order
-//!   of `EventKind` needs a new format version, and the decoder must keep reading version 1.
+//! It is byte for byte the embedded log's block payload, so this file only adapts
+//! `embedded/log/codec.rs` (the format, its version byte and its checks live there) to the
+//! Kinesis writer and reader: one log format, one decoder, whichever backend wrote it.
 
+use crate::embedded::log::codec as block;
 use shoal_schemas::Event;
 
-const FORMAT_VERSION: u8 = 1;
-const CODEC_STORED: u8 = 0;
-const CODEC_ZSTD: u8 = 1;
-/// Bytes before the body.
-pub(crate) const HEADER_LEN: usize = 10;
+pub(crate) use block::DecodeError;
+
 /// The most event bytes (before compression) one record holds: the embedded block's cap, so
 /// every payload one log writes the other could read.
-pub(crate) const MAX_RAW_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_RAW_BYTES: usize = block::MAX_BLOCK_RAW_BYTES;
 /// zstd level: level 1 already packs repetitive JSON properties well and stays fast.
 const COMPRESSION_LEVEL: i32 = 1;
 
-/// Why a payload is not a valid record.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub(crate) struct DecodeError(String);
-
 /// The postcard encoding of one event.
 pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(event)
+    let mut out = Vec::new();
+    block::encode_event(event, &mut out)?;
+    Ok(out)
 }
 
-/// The payload of a record holding events whose encodings, concatenated, are `raw`.
+/// The payload of a record holding `count` events whose encodings, concatenated, are `raw`.
 pub(crate) fn encode_payload(count: u32, raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    debug_assert!(count > 0 && raw.len() <= MAX_RAW_BYTES);
-    let raw_len =
-        u32::try_from(raw.len()).map_err(|_| std::io::Error::other("payload above 4 GiB"))?;
-    let body = zstd::bulk::compress(raw, COMPRESSION_LEVEL)?;
-    let mut payload = Vec::with_capacity(HEADER_LEN + body.len());
-    payload.push(FORMAT_VERSION);
-    payload.push(CODEC_ZSTD);
-    payload.extend_from_slice(&count.to_le_bytes());
-    payload.extend_from_slice(&raw_len.to_le_bytes());
-    payload.extend_from_slice(&body);
-    Ok(payload)
+    block::BlockEncoder::new(COMPRESSION_LEVEL)?.encode(count, raw)
 }
 
 /// The events of a record's payload.
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
-    let Some(header) = payload.get(..HEADER_LEN) else {
-        return Err(DecodeError(format!(
-            "record of {} bytes is shorter than its header",
-            payload.len()
-        )));
-    };
-    if header[0] != FORMAT_VERSION {
-        return Err(DecodeError(format!(
-            "record format version {} is not supported (this build reads {FORMAT_VERSION})",
-            header[0]
-        )));
-    }
-    let codec = header[1];
-    let count = u32::from_le_bytes([header[2], header[3], header[4], header[5]]);
-    let raw_len = u32::from_le_bytes([header[6], header[7], header[8], header[9]]) as usize;
-    if count == 0 || raw_len > MAX_RAW_BYTES || count as usize > raw_len {
-        return Err(DecodeError(format!(
-            "implausible record header: {count} events in {raw_len} bytes"
-        )));
-    }
-    let body = &payload[HEADER_LEN..];
-    let decompressed;
-    let raw: &[u8] = match codec {
-        CODEC_ZSTD => {
-            decompressed = zstd::bulk::decompress(body, raw_len)
-                .map_err(|error| DecodeError(format!("zstd: {error}")))?;
-            &decompressed
-        }
-        CODEC_STORED => body,
-        other => return Err(DecodeError(format!("unknown record codec {other}"))),
-    };
-    if raw.len() != raw_len {
-        return Err(DecodeError(format!(
-            "record body is {} bytes, its header says {raw_len}",
-            raw.len()
-        )));
-    }
-    let mut events = Vec::with_capacity(count as usize);
-    let mut rest = raw;
-    for _ in 0..count {
-        let (event, tail) = postcard::take_from_bytes::<Event>(rest).map_err(|error| {
-            DecodeError(format!("event {} of the record: {error}", events.len()))
-        })?;
-        events.push(event);
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        return Err(DecodeError(format!(
-            "{} stray bytes after the record's events",
-            rest.len()
-        )));
-    }
-    Ok(events)
+    block::BlockDecoder::new()
+        .map_err(|error| DecodeError(format!("zstd context: {error}")))?
+        .decode(payload)
 }
 
 #[cfg(test)]

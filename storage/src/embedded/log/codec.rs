@@ -36,7 +36,7 @@ const CODEC_ZSTD: u8 = 1;
 /// location, which only they know.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
-pub struct DecodeError(String);
+pub struct DecodeError(pub(crate) String);
 
 /// An upper bound of an event's encoded size, computed without encoding it: postcard spends at
 /// most 5 bytes on a string length, 10 on an `i64`, 17 on a UUID and 9 on an `Option<f64>`.

@@ -29,7 +29,8 @@
 //! its part, the call fails and a retry stores the rest (the stored part comes back
 //! `Duplicate`).
 
-mod codec;
+/// Shared with the Kinesis log, whose records carry the same payload.
+pub(crate) mod codec;
 mod config;
 mod dedup;
 mod meta;
