@@ -12,8 +12,9 @@ use crate::{Error, Projection, ProjectorConfig, Result, flush};
 use shoal_schemas::{Position, ShardId};
 use shoal_storage::embedded::EmbeddedLog;
 use shoal_storage::{EventLog, Table, TableName, TransactOp};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -65,39 +66,30 @@ impl Projector {
             .into_iter()
             .map(|info| info.id)
             .collect();
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let mut sources = Vec::new();
-        for projection in &self.projections {
-            let live = Arc::new(Live::default());
-            for shard in &shards {
-                let worker = Worker {
-                    log: Arc::clone(&self.log),
+        let handle = ProjectorHandle {
+            inner: Arc::new(Running {
+                status: StatusSource {
                     tables: Arc::clone(&self.tables),
-                    projection: Arc::clone(projection),
-                    config: self.config.clone(),
-                    shard: shard.clone(),
-                    live: Arc::clone(&live),
-                };
-                tasks.push(tokio::spawn(worker.run(stopped.clone())));
-            }
-            sources.push((Arc::clone(projection), live));
+                    projections: Arc::default(),
+                    shards: shards.clone(),
+                    embedded: self.embedded,
+                },
+                log: self.log,
+                tables: self.tables,
+                config: self.config,
+                shards,
+                groups: Mutex::default(),
+            }),
+        };
+        for projection in &self.projections {
+            handle.add(Arc::clone(projection))?;
         }
         tracing::info!(
             projections = self.projections.len(),
-            shards = shards.len(),
+            shards = handle.inner.shards.len(),
             "projector started"
         );
-        Ok(ProjectorHandle {
-            stop,
-            tasks,
-            status: StatusSource {
-                tables: self.tables,
-                projections: sources,
-                shards,
-                embedded: self.embedded,
-            },
-        })
+        Ok(handle)
     }
 
     /// Runs until `shutdown` resolves, then stops every worker after its current flush.
@@ -109,29 +101,120 @@ impl Projector {
     }
 }
 
-/// A running projector.
-pub struct ProjectorHandle {
+/// The workers of one projection (one per shard).
+struct Group {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    live: Arc<Live>,
+}
+
+struct Running {
+    log: Arc<dyn EventLog>,
+    tables: Arc<dyn Table>,
+    config: ProjectorConfig,
+    shards: Vec<ShardId>,
+    groups: Mutex<HashMap<(String, u32), Group>>,
     status: StatusSource,
+}
+
+/// A running projector. Projections can be added and removed while it runs (a rules version's
+/// rebuild starts beside the live version and the live version stops when it is replaced).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ProjectorHandle {
+    inner: Arc<Running>,
 }
 
 impl ProjectorHandle {
     /// What `GET /v1/projections` serves; clone it into the query state.
     pub fn status_source(&self) -> StatusSource {
-        self.status.clone()
+        self.inner.status.clone()
     }
 
-    /// Stops the workers: each finishes (flushes and checkpoints) the batch in hand, then ends.
-    pub async fn shutdown(self) {
-        // Receivers outlive the send only inside running workers; an error means all stopped.
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            if let Err(error) = task.await {
-                tracing::error!(%error, "a projector worker panicked");
-            }
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Group>> {
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts one worker per shard for `projection`, from its checkpoints.
+    pub fn add(&self, projection: Arc<dyn Projection>) -> Result<()> {
+        let id = (projection.name().to_owned(), projection.version());
+        let mut groups = self.groups();
+        if groups.contains_key(&id) {
+            return Err(Error::Conflict(format!(
+                "projection {} version {} is already running",
+                id.0, id.1
+            )));
+        }
+        let (stop, stopped) = watch::channel(false);
+        let live = Arc::new(Live::default());
+        let tasks = self
+            .inner
+            .shards
+            .iter()
+            .map(|shard| {
+                let worker = Worker {
+                    log: Arc::clone(&self.inner.log),
+                    tables: Arc::clone(&self.inner.tables),
+                    projection: Arc::clone(&projection),
+                    config: self.inner.config.clone(),
+                    shard: shard.clone(),
+                    live: Arc::clone(&live),
+                };
+                tokio::spawn(worker.run(stopped.clone()))
+            })
+            .collect();
+        self.inner
+            .status
+            .insert(Arc::clone(&projection), Arc::clone(&live));
+        groups.insert(id, Group { stop, tasks, live });
+        Ok(())
+    }
+
+    /// Stops `name` version `version` (each worker after its current flush); false when it was
+    /// not running.
+    pub async fn remove(&self, name: &str, version: u32) -> bool {
+        let group = self.groups().remove(&(name.to_owned(), version));
+        let Some(group) = group else {
+            return false;
+        };
+        self.inner.status.remove(name, version);
+        stop_group(group).await;
+        true
+    }
+
+    /// Whether every shard's worker of `name` version `version` has reached the head of its
+    /// shard at least once since it started (it now follows the log's head).
+    pub fn caught_up(&self, name: &str, version: u32) -> bool {
+        self.groups()
+            .get(&(name.to_owned(), version))
+            .is_some_and(|group| group.live.caught_up(&self.inner.shards))
+    }
+
+    /// Whether `name` version `version` is running here.
+    pub fn is_running(&self, name: &str, version: u32) -> bool {
+        self.groups().contains_key(&(name.to_owned(), version))
+    }
+
+    /// Stops every worker: each finishes (flushes and checkpoints) the batch in hand, then ends.
+    pub async fn shutdown(&self) {
+        let groups: Vec<Group> = self.groups().drain().map(|(_, group)| group).collect();
+        for group in groups {
+            stop_group(group).await;
         }
         tracing::info!("projector stopped");
+    }
+}
+
+async fn stop_group(group: Group) {
+    // Receivers outlive the send only inside running workers; an error means all stopped.
+    let _ = group.stop.send(true);
+    for task in group.tasks {
+        if let Err(error) = task.await {
+            tracing::error!(%error, "a projector worker panicked");
+        }
     }
 }
 

@@ -16,6 +16,10 @@ pub enum Error {
     InvalidArgument(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request contradicts the current state (a second rebuild for one tenant, activating
+    /// a version that is not the candidate or has not caught up).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("a projection's write unit needs {ops} ops, the backend takes {limit} per transaction")]
     UnitTooLarge { ops: usize, limit: usize },
 }

@@ -6,7 +6,8 @@
 //!   (`flush.rs` holds the exactly-once design note);
 //! - [`checkpoint`], [`deadletter`] and [`status`] live in the `control` table;
 //! - the projections: [`archive`], [`series`], [`entities`], each with the read functions the
-//!   query side calls. Key layouts: `docs/read-models.md`.
+//!   query side calls; and [`scores`], one instance per tenant with rules and rules version,
+//!   run by its [`scores::manager::RulesManager`]. Key layouts: `docs/read-models.md`.
 
 pub mod archive;
 pub mod checkpoint;
@@ -18,6 +19,7 @@ mod error;
 mod flush;
 pub mod keys;
 mod projection;
+pub mod scores;
 pub mod series;
 pub mod status;
 mod worker;
@@ -28,7 +30,7 @@ pub use deadletter::DeadLetter;
 pub use engine::{Projector, ProjectorHandle, redrive};
 pub use error::{Error, PoisonError, Result};
 pub use projection::{Cache, Derived, POS_ATTRIBUTE, Projection, State};
-pub use status::{Freshness, ProjectionsStatus, StatusSource, freshness};
+pub use status::{Freshness, Progress, ProjectionsStatus, StatusSource, freshness};
 pub use worker::catch_up;
 
 use std::sync::Arc;

@@ -13,7 +13,8 @@ use shoal_schemas::ShardId;
 use shoal_storage::embedded::EmbeddedLog;
 use shoal_storage::{Query, Table, TableName};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 /// Live facts of one worker.
 #[derive(Clone, Debug, Default)]
@@ -22,12 +23,26 @@ struct LiveShard {
     retries: u64,
     last_error: Option<String>,
     applied_since_start: u64,
+    /// The worker has reached the head of its shard at least once.
+    caught_up: bool,
+    /// The log offset of the checkpoint the worker started from (when sequences are offsets).
+    start_offset: Option<u64>,
 }
 
 /// The live facts of one projection's workers, shared with the status source.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Live {
     shards: Mutex<HashMap<ShardId, LiveShard>>,
+    started: Instant,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            shards: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl Live {
@@ -45,6 +60,24 @@ impl Live {
             live.applied_since_start += applied;
             live.last_error = None;
         });
+    }
+
+    pub fn record_caught_up(&self, shard: &ShardId) {
+        self.with(shard, |live| live.caught_up = true);
+    }
+
+    pub fn record_start(&self, shard: &ShardId, offset: Option<u64>) {
+        self.with(shard, |live| {
+            live.start_offset.get_or_insert(offset.unwrap_or(0));
+        });
+    }
+
+    /// Every one of `shards` has caught up at least once.
+    pub fn caught_up(&self, shards: &[ShardId]) -> bool {
+        let live = self.shards.lock().unwrap_or_else(PoisonError::into_inner);
+        shards
+            .iter()
+            .all(|shard| live.get(shard).is_some_and(|s| s.caught_up))
     }
 
     pub fn record_error(&self, shard: &ShardId, error: String) {
@@ -72,7 +105,28 @@ pub struct ProjectionStatus {
     pub events_applied: u64,
     /// Dead letters currently stored (re-driven ones are gone).
     pub dead_letters: u64,
+    /// How the workers of this process are getting on (absent for a projection that is not
+    /// running here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     pub shards: Vec<ShardStatus>,
+}
+
+/// Replay progress of a running projection: what a rebuild shows while it catches up.
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    /// Every shard has reached the head of the log at least once.
+    pub caught_up: bool,
+    /// Events applied by this process's workers since they started.
+    pub events_replayed: u64,
+    /// `events_replayed` over the time since the workers started.
+    pub events_per_second: f64,
+    /// Share of the log's bytes behind the checkpoints (embedded log only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_done: Option<f64>,
+    /// Seconds left at the rate the log's bytes have been going by (embedded log only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -90,19 +144,41 @@ pub struct ShardStatus {
     pub last_error: Option<String>,
 }
 
+/// The projections running in this process, with their workers' live facts.
+pub(crate) type Running = Vec<(Arc<dyn Projection>, Arc<Live>)>;
+
 /// Computes status; cheap to clone, one per process.
 #[derive(Clone)]
 pub struct StatusSource {
     pub(crate) tables: Arc<dyn Table>,
-    pub(crate) projections: Vec<(Arc<dyn Projection>, Arc<Live>)>,
+    pub(crate) projections: Arc<RwLock<Running>>,
     pub(crate) shards: Vec<ShardId>,
     pub(crate) embedded: Option<Arc<EmbeddedLog>>,
 }
 
 impl StatusSource {
+    pub(crate) fn insert(&self, projection: Arc<dyn Projection>, live: Arc<Live>) {
+        self.projections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((projection, live));
+    }
+
+    pub(crate) fn remove(&self, name: &str, version: u32) {
+        self.projections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(p, _)| !(p.name() == name && p.version() == version));
+    }
+
     pub async fn status(&self) -> Result<ProjectionsStatus> {
+        let running = self
+            .projections
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut projections = Vec::new();
-        for (projection, live) in &self.projections {
+        for (projection, live) in &running {
             let stored = checkpoint::list(
                 self.tables.as_ref(),
                 projection.name(),
@@ -127,15 +203,54 @@ impl StatusSource {
                 projection.version(),
             )
             .await?;
+            let progress = self.progress(live, &shards);
             projections.push(ProjectionStatus {
                 name: projection.name().to_owned(),
                 version: projection.version(),
                 events_applied: shards.iter().map(|s| s.checkpoint.events_applied).sum(),
                 dead_letters,
+                progress: Some(progress),
                 shards,
             });
         }
         Ok(ProjectionsStatus { projections })
+    }
+
+    fn progress(&self, live: &Live, shards: &[ShardStatus]) -> Progress {
+        let elapsed = live.started.elapsed().as_secs_f64().max(1e-3);
+        let facts: Vec<LiveShard> = self.shards.iter().map(|shard| live.get(shard)).collect();
+        let replayed: u64 = facts.iter().map(|f| f.applied_since_start).sum();
+        let mut progress = Progress {
+            caught_up: live.caught_up(&self.shards),
+            events_replayed: replayed,
+            events_per_second: replayed as f64 / elapsed,
+            fraction_done: None,
+            eta_seconds: None,
+        };
+        let Some(log) = &self.embedded else {
+            return progress;
+        };
+        // Bytes of the log behind and ahead of the checkpoints, and gone by since the start.
+        let (mut done, mut left, mut moved) = (0u64, 0u64, 0u64);
+        for (status, fact) in shards.iter().zip(&facts) {
+            let Ok(head) = log.head(&status.checkpoint.shard) else {
+                return progress;
+            };
+            let lag = status.lag_bytes.unwrap_or(0);
+            let at = head.end_offset.saturating_sub(lag);
+            done += at;
+            left += lag;
+            moved += at.saturating_sub(fact.start_offset.unwrap_or(at));
+        }
+        if done + left > 0 {
+            progress.fraction_done = Some(done as f64 / (done + left) as f64);
+        }
+        if left == 0 {
+            progress.eta_seconds = Some(0.0);
+        } else if moved > 0 {
+            progress.eta_seconds = Some(left as f64 / (moved as f64 / elapsed));
+        }
+        progress
     }
 
     fn shard_status(&self, checkpoint: Checkpoint, live: LiveShard) -> ShardStatus {

@@ -198,6 +198,8 @@ impl Worker {
         while !*shutdown.borrow() {
             let outcome = match &mut checkpoint {
                 None => self.load_checkpoint().await.map(|loaded| {
+                    let offset = loaded.position.as_ref().and_then(|p| p.sequence.to_u64());
+                    self.live.record_start(&self.shard, offset);
                     checkpoint = Some(loaded);
                     Step::Applied
                 }),
@@ -207,6 +209,7 @@ impl Worker {
                 Ok(Step::Applied) => failures = 0,
                 Ok(Step::CaughtUp) => {
                     failures = 0;
+                    self.live.record_caught_up(&self.shard);
                     let after = checkpoint.as_ref().and_then(|c| c.position.clone());
                     tokio::select! {
                         waited = self.log.wait_for(&self.shard, after.as_ref(), self.config.idle_wait) => {

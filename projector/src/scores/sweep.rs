@@ -1,0 +1,132 @@
+//! Time-driven re-evaluation: every entity of a scores instance evaluated again as of the
+//! clock, since windows slide and dates come closer with no new events.
+//!
+//! The sweep reads entities through the score index, so it touches each entity once, and writes
+//! only those whose score, band or stage changed. Each write is conditional on the item's `pos`
+//! being what the sweep read: if a projector worker applied an event meanwhile, that write
+//! fails and the entity is left to the worker (which evaluated it as of that event) and to the
+//! next sweep. A worker that loaded an item before the sweep wrote it may overwrite the sweep's
+//! change with its own, newer evaluation; the sweep's history entry is then lost, never the
+//! entity's events.
+
+use super::{Cause, Entry, Scores, decode_entry, encode_entry, index_pk, state_key};
+use crate::projection::{Derived, POS_ATTRIBUTE};
+use crate::{Projection, Result};
+use serde::Serialize;
+use shoal_storage::{Condition, Key, Query, Table, TableName, TransactOp};
+
+/// Entities read per index page and per `batch_get`.
+const PAGE: usize = 1000;
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub entities: u64,
+    pub changed: u64,
+    /// Changes not written because a worker moved the entity meanwhile.
+    pub skipped: u64,
+}
+
+/// Re-evaluates every entity of `scores` as of `now`.
+pub async fn sweep(tables: &dyn Table, scores: &Scores, now: i64) -> Result<SweepReport> {
+    let version = scores.version();
+    let tenant = scores.tenant();
+    let mut report = SweepReport::default();
+    let mut query = Query::partition(index_pk(version, tenant)).limit(PAGE);
+    loop {
+        let page = tables.query(TableName::Views, &query).await?;
+        let keys: Vec<Key> = page
+            .items
+            .iter()
+            .filter_map(|(_, item)| item.get("entity").and_then(|v| v.as_str()))
+            .map(|entity| state_key(version, tenant, entity))
+            .collect();
+        let items = tables.batch_get(TableName::Views, &keys).await?;
+        let mut units = Vec::new();
+        for (key, item) in keys.iter().zip(items) {
+            let Some(item) = item else { continue };
+            report.entities += 1;
+            let mut entry: Entry = decode_entry(key, Some(&item))?;
+            if !entry.state.evaluate(scores.rules(), now, Cause::Clock) {
+                continue;
+            }
+            report.changed += 1;
+            let Some(entity) = item.get("entity").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            let mut derived = Vec::new();
+            let mut new_item = encode_entry(version, tenant, entity, &entry, &mut derived)?;
+            let pos = item.get(POS_ATTRIBUTE).cloned();
+            let condition = match &pos {
+                Some(pos) => Condition::Eq(POS_ATTRIBUTE.into(), pos.clone()),
+                None => Condition::NotExists(POS_ATTRIBUTE.into()),
+            };
+            if let Some(pos) = pos {
+                new_item.insert(POS_ATTRIBUTE.into(), pos);
+            }
+            let mut unit = vec![TransactOp::Put {
+                table: TableName::Views,
+                key: key.clone(),
+                item: new_item,
+                condition: Some(condition),
+            }];
+            unit.extend(derived.into_iter().map(|write| match write {
+                Derived::Put { table, key, item } => TransactOp::Put {
+                    table,
+                    key,
+                    item,
+                    condition: None,
+                },
+                Derived::Delete { table, key } => TransactOp::Delete {
+                    table,
+                    key,
+                    condition: None,
+                },
+            }));
+            units.push(unit);
+        }
+        report.skipped += commit_units(tables, units).await?;
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => return Ok(report),
+        }
+    }
+}
+
+/// Commits units packed into transactions; a transaction whose condition fails is retried unit
+/// by unit, skipping the units whose own condition fails. Returns the units skipped.
+async fn commit_units(tables: &dyn Table, units: Vec<Vec<TransactOp>>) -> Result<u64> {
+    let limit = tables.max_transact_ops().max(1);
+    let mut skipped = 0;
+    let mut batch: Vec<Vec<TransactOp>> = Vec::new();
+    let mut ops = 0;
+    let mut batches = Vec::new();
+    for unit in units {
+        if ops + unit.len() > limit && !batch.is_empty() {
+            batches.push(std::mem::take(&mut batch));
+            ops = 0;
+        }
+        ops += unit.len();
+        batch.push(unit);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    for batch in batches {
+        let all: Vec<TransactOp> = batch.iter().flatten().cloned().collect();
+        match tables.transact(all).await {
+            Ok(()) => {}
+            Err(shoal_storage::Error::ConditionFailed) => {
+                for unit in batch {
+                    match tables.transact(unit).await {
+                        Ok(()) => {}
+                        Err(shoal_storage::Error::ConditionFailed) => skipped += 1,
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(skipped)
+}
