@@ -18,6 +18,27 @@ pub enum Command {
     Ingest(IngestArgs),
     /// The disk's fdatasync latency, appending vs overwriting a pre-zeroed file.
     Fsync(FsyncArgs),
+    /// The search index in-process: indexing rate, query latency, new-event-searchable latency.
+    Search(SearchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SearchArgs {
+    /// Events to index (generated: 10 tenants, 1000 entities each, 4 words of text apiece).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    pub events: u64,
+    /// Where the index is built (a temporary directory under it, removed afterwards).
+    #[arg(long, default_value = "/tmp")]
+    pub dir: PathBuf,
+    /// tantivy indexing threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub threads: u32,
+    /// Queries timed per query shape.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub queries: u32,
+    /// New events whose time to searchable is measured.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub fresh_samples: u32,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -5,7 +5,9 @@
 //!   against a running server (`--url`, `--key`) or against a release server it starts itself on
 //!   a temporary data directory (`--spawn path/to/shoal`), which also yields bytes on disk per
 //!   event and the server's peak RSS;
-//! - `fsync`: the disk's `fdatasync` latency, the floor under every durable acknowledgement.
+//! - `fsync`: the disk's `fdatasync` latency, the floor under every durable acknowledgement;
+//! - `search`: the search index in-process: indexing rate, query latency, and the time from a
+//!   durable append to the event being searchable.
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
@@ -16,6 +18,7 @@ mod ids;
 mod ingest;
 mod procfs;
 mod report;
+mod search;
 mod server;
 mod stats;
 mod workload;
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Ingest(args) => ingest::run(&args),
         cli::Command::Fsync(args) => fsync::run(&args),
+        cli::Command::Search(args) => search::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,13 @@ pub enum Error {
     Storage(#[from] shoal_storage::Error),
     #[error("read model: {0}")]
     Projector(#[from] shoal_projector::Error),
+    #[error("{0}")]
+    Search(#[from] shoal_search::Error),
+    /// A rules document that does not validate.
+    #[error("{0}")]
+    Rules(#[from] shoal_rules::Error),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -54,7 +61,25 @@ impl Error {
             Error::Storage(shoal_storage::Error::InvalidCursor) => {
                 (StatusCode::BAD_REQUEST, "invalid_value", Some("cursor"))
             }
-            Error::Storage(_) | Error::Projector(_) => {
+            Error::Search(shoal_search::Error::Syntax { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_query", Some("q"))
+            }
+            Error::Search(shoal_search::Error::InvalidArgument { param, .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_value", Some(param))
+            }
+            Error::Projector(shoal_projector::Error::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict", Some("version"))
+            }
+            Error::Projector(shoal_projector::Error::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found", Some("version"))
+            }
+            Error::Rules(error) => (StatusCode::BAD_REQUEST, "invalid_rules", Some(&error.field)),
+            Error::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                Some("content-type"),
+            ),
+            Error::Storage(_) | Error::Projector(_) | Error::Search(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
             }
         }
@@ -76,6 +101,18 @@ impl IntoResponse for Error {
         let mut error = serde_json::json!({ "code": code, "message": message });
         if let Some(field) = field {
             error["field"] = serde_json::Value::String(field.to_owned());
+        }
+        if let Error::Search(shoal_search::Error::Syntax { position, .. }) = &self {
+            error["position"] = (*position).into();
+        }
+        if let Error::Rules(rules) = &self {
+            error["message"] = rules.message.clone().into();
+            if let Some(line) = rules.line {
+                error["line"] = line.into();
+            }
+            if let Some(column) = rules.column {
+                error["column"] = column.into();
+            }
         }
         (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
     }

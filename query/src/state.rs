@@ -3,6 +3,7 @@
 use crate::{Error, Result};
 use axum::http::{HeaderMap, header};
 use shoal_projector::StatusSource;
+use shoal_projector::scores::manager::RulesManager;
 use shoal_storage::tenants::{KeyKind, TenantStore};
 use shoal_storage::{EventLog, Table};
 use std::sync::Arc;
@@ -13,6 +14,10 @@ pub struct QueryState {
     pub(crate) status: StatusSource,
     /// The log, for re-driving dead letters (a query-only process may not have one).
     pub(crate) log: Option<Arc<dyn EventLog>>,
+    /// The full-text index (`GET /v1/search` answers 404 without one).
+    pub(crate) search: Option<Arc<shoal_search::SearchIndex>>,
+    /// Rules and scores (the routes answer 404 without it).
+    pub(crate) rules: Option<RulesManager>,
 }
 
 impl QueryState {
@@ -22,6 +27,8 @@ impl QueryState {
             tenants,
             status,
             log: None,
+            search: None,
+            rules: None,
         }
     }
 
@@ -29,6 +36,25 @@ impl QueryState {
     pub fn with_log(mut self, log: Arc<dyn EventLog>) -> Self {
         self.log = Some(log);
         self
+    }
+
+    /// Serves `GET /v1/search` from this index.
+    pub fn with_search(mut self, index: Arc<shoal_search::SearchIndex>) -> Self {
+        self.search = Some(index);
+        self
+    }
+
+    /// Serves rules and scores through this manager.
+    pub fn with_rules(mut self, rules: RulesManager) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    pub(crate) fn rules(&self) -> Result<&RulesManager> {
+        self.rules.as_ref().ok_or_else(|| Error::NotFound {
+            param: "rules".into(),
+            message: "this process does not serve rules and scores".into(),
+        })
     }
 
     /// The tenant of the request's read key.

@@ -40,6 +40,19 @@ pub enum Command {
         #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
         data_dir: PathBuf,
     },
+    /// Rules documents (health scores and lifecycle stages; see docs/rules.md).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Check a rules document (JSON for `.json`, YAML otherwise) with the server's validation;
+    /// errors name the field, line and column.
+    Validate {
+        /// The document.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -78,5 +91,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => crate::serve::run(cli.serve.resolve()?).await,
         Some(Command::Serve(args)) => crate::serve::run(args.resolve()?).await,
         Some(Command::Dump { data_dir }) => crate::dump::run(&data_dir).await,
+        Some(Command::Rules(RulesCommand::Validate { file })) => validate_rules(&file),
     }
+}
+
+fn validate_rules(file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let format = shoal_rules::Format::from_path(file);
+    let rules = shoal_rules::parse(&text, format)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+    let document = rules.document();
+    println!(
+        "{}: valid ({} conditions, {} stages, {} scorecards)",
+        file.display(),
+        document.conditions.len(),
+        document.stages.len(),
+        document.scorecards.len()
+    );
+    Ok(())
 }

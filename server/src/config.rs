@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use shoal_ingest::Limits;
 use shoal_projector::ProjectorConfig;
+use shoal_search::SearchConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,24 @@ pub struct Config {
     pub log: LogSettings,
     pub limits: Limits,
     pub projector: ProjectorConfig,
+    pub search: SearchConfig,
+    pub scores: ScoresSettings,
+}
+
+/// Health scores: how often every entity is re-evaluated as of the clock (windows slide with
+/// no new events).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoresSettings {
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for ScoresSettings {
+    fn default() -> Self {
+        ScoresSettings {
+            sweep_interval_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +69,8 @@ impl Default for Config {
             log: LogSettings::default(),
             limits: Limits::default(),
             projector: ProjectorConfig::default(),
+            search: SearchConfig::default(),
+            scores: ScoresSettings::default(),
         }
     }
 }
@@ -96,6 +117,13 @@ impl Config {
         self.projector
             .validate()
             .map_err(|error| anyhow::anyhow!("projector: {error}"))?;
+        anyhow::ensure!(
+            self.scores.sweep_interval_secs > 0,
+            "scores.sweep_interval_secs must be > 0"
+        );
+        self.search
+            .validate()
+            .map_err(|error| anyhow::anyhow!("search.{error}"))?;
         Ok(())
     }
 
@@ -105,6 +133,11 @@ impl Config {
 
     pub fn tables_path(&self) -> PathBuf {
         self.data_dir.join("tables.redb")
+    }
+
+    /// The search index: a projection of the log, deleted and rebuilt freely.
+    pub fn search_dir(&self) -> PathBuf {
+        self.data_dir.join("search")
     }
 }
 
@@ -127,5 +160,17 @@ mod tests {
         assert_eq!(config.log.shards, 4);
         let typo = toml::from_str::<Config>("[limits]\nmax_batch_event = 5\n");
         assert!(typo.unwrap_err().to_string().contains("max_batch_event"));
+        let search: Config =
+            toml::from_str("[search]\nenabled = false\ncommit_interval_ms = 250\n").unwrap();
+        assert!(!search.search.enabled);
+        assert_eq!(search.search.commit_interval_ms, 250);
+        assert!(Config::default().search.enabled);
+        let zero: Config = toml::from_str("[search]\ncommit_interval_ms = 0\n").unwrap();
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("commit_interval_ms")
+        );
     }
 }

@@ -8,7 +8,9 @@ use axum::Router;
 use axum::routing::get;
 use shoal_ingest::IngestState;
 use shoal_projector::Projector;
+use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
 use shoal_query::QueryState;
+use shoal_search::{SearchFields, SearchIndex, SearchWorker};
 use shoal_storage::embedded::log::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::embedded::table::EmbeddedTables;
 use shoal_storage::tenants::TenantStore;
@@ -73,10 +75,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_embedded_heads(data.log.clone())
     .spawn()
     .await?;
-    let query = Arc::new(
+    let search = if config.search.enabled {
+        let index = Arc::new(
+            SearchIndex::open(&config.search_dir(), SearchFields::All)
+                .context("opening the search index")?,
+        );
+        let worker = SearchWorker::spawn(index.clone(), log.clone(), config.search.clone())
+            .context("starting the search worker")?;
+        Some((index, worker))
+    } else {
+        None
+    };
+    let rules = RulesManager::start(
+        table.clone(),
+        projector.clone(),
+        Arc::new(SystemClock),
+        ScoresConfig {
+            sweep_interval: Duration::from_secs(config.scores.sweep_interval_secs),
+        },
+    )
+    .await
+    .context("starting the scores of every tenant with rules")?;
+    let sweeper = rules.spawn_sweeper();
+    let mut query_state =
         QueryState::new(table.clone(), tenants.clone(), projector.status_source())
-            .with_log(log.clone()),
-    );
+            .with_log(log.clone())
+            .with_rules(rules);
+    if let Some((index, _)) = &search {
+        query_state = query_state.with_search(index.clone());
+    }
+    let query = Arc::new(query_state);
     let ingest = Arc::new(IngestState::new(log, tenants, config.limits.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -98,7 +126,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("no longer accepting; flushing projections and closing the log");
+    sweeper.shutdown().await;
     projector.shutdown().await;
+    if let Some((_, worker)) = search
+        && let Err(error) = worker.shutdown().await
+    {
+        // The index resumes from its last commit on the next start; nothing is lost.
+        tracing::error!(%error, "search worker stopped with an error");
+    }
     data.log.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,4 +1,5 @@
-//! Dead letters, behind the admin token (they span tenants):
+//! Dead letters, behind the admin token (they span tenants). A tenant's scores are the
+//! projection `scores.<tenant>` with `version` = live (default), candidate or a rules version.
 //! - `GET /v1/admin/deadletters?projection=<name>[&cursor&limit]` — the events a projection
 //!   could not apply, with the error;
 //! - `POST /v1/admin/deadletters/redrive?projection=<name>&shard=<id>&position=<seq:index>` —
@@ -10,14 +11,36 @@ use crate::{Error, QueryState, Result};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shoal_projector::scores::Scores;
+use shoal_projector::scores::manager::Which;
 use shoal_projector::{Projection, deadletter};
 use shoal_schemas::Position;
 use std::sync::Arc;
 
-fn projection(params: &Params) -> Result<Arc<dyn Projection>> {
+/// The projection named by `projection` (and, for a tenant's scores, `version`: the rules
+/// version, live by default).
+async fn projection(state: &QueryState, params: &Params) -> Result<Arc<dyn Projection>> {
     let name = params
         .get("projection")
         .ok_or_else(|| Error::bad("projection", "missing", "projection is required"))?;
+    if let Some(tenant) = name.strip_prefix(shoal_projector::scores::NAME_PREFIX) {
+        let which = Which::parse(params.get("version")).ok_or_else(|| {
+            Error::bad(
+                "version",
+                "invalid_value",
+                "version is live, candidate or a number",
+            )
+        })?;
+        let (version, rules) = state.rules()?.resolve(tenant, which).await?;
+        return Ok(Arc::new(Scores::new(tenant, version, rules)));
+    }
+    if params.get("version").is_some() {
+        return Err(Error::bad(
+            "version",
+            "invalid_value",
+            "version applies to scores.<tenant> projections only",
+        ));
+    }
     shoal_projector::default_projections()
         .into_iter()
         .find(|projection| projection.name() == name)
@@ -34,8 +57,8 @@ pub async fn list(
 ) -> Result<Response> {
     state.require_admin(&headers).await?;
     let params = Params::parse(raw.as_deref())?;
-    params.only(&["projection", "cursor", "limit"], &[])?;
-    let projection = projection(&params)?;
+    params.only(&["projection", "version", "cursor", "limit"], &[])?;
+    let projection = projection(&state, &params).await?;
     let page = match deadletter::list(
         state.tables.as_ref(),
         projection.name(),
@@ -64,8 +87,8 @@ pub async fn redrive(
 ) -> Result<Response> {
     state.require_admin(&headers).await?;
     let params = Params::parse(raw.as_deref())?;
-    params.only(&["projection", "shard", "position"], &[])?;
-    let projection = projection(&params)?;
+    params.only(&["projection", "version", "shard", "position"], &[])?;
+    let projection = projection(&state, &params).await?;
     let shard = params
         .get("shard")
         .ok_or_else(|| Error::bad("shard", "missing", "shard is required"))?

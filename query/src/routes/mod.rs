@@ -3,6 +3,9 @@
 mod deadletters;
 mod entities;
 mod projections;
+mod rules;
+mod scores;
+mod search;
 mod series;
 
 use crate::{QueryState, Result};
@@ -18,6 +21,29 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .route("/v1/entities/{id}", get(entities::get_one))
         .route("/v1/entities/{id}/events", get(entities::events))
         .route("/v1/projections", get(projections::status))
+        .route("/v1/rules", get(rules::own))
+        .route("/v1/scores", get(scores::list))
+        .route("/v1/scores/distribution", get(scores::distribution))
+        .route("/v1/scores/compare", get(scores::compare))
+        .route("/v1/entities/{id}/score", get(scores::entity))
+        .route(
+            "/v1/admin/tenants/{tenant}/rules",
+            get(rules::overview).put(rules::put),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant}/rules/validate",
+            axum::routing::post(rules::validate),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant}/rules/{version}/activate",
+            axum::routing::post(rules::activate),
+        )
+        .route(
+            "/v1/admin/tenants/{tenant}/rules/{version}",
+            axum::routing::delete(rules::abandon),
+        )
+        .route("/v1/admin/scores/sweep", axum::routing::post(rules::sweep))
+        .route("/v1/search", get(search::search))
         .route("/v1/admin/deadletters", get(deadletters::list))
         .route(
             "/v1/admin/deadletters/redrive",

@@ -1,0 +1,35 @@
+//! Shoal's full-text search projection: a tantivy index over the events and entities of every
+//! tenant, searched one tenant at a time.
+//!
+//! - `schema.rs`: the fields, and how properties map to them (a JSON field for `plan:trial`);
+//! - `document.rs`: events and entities as documents; which values are searchable;
+//! - `index.rs`: [`SearchIndex`], the index on disk, its reader and committed status;
+//! - `indexer.rs`: [`Indexer`], the one writer, and why a replay never duplicates anything
+//!   (the log positions are the commit payload, committed with the documents);
+//! - `worker.rs`: [`SearchWorker`], the task that follows the log and commits in batches;
+//! - `query.rs`: [`SearchIndex::search`], tenant-filtered search with facets and snippets;
+//! - `syntax.rs`: the query language and error positions.
+//!
+//! The index is a projection like the others (see DESIGN.md), except that its checkpoint is in
+//! the index rather than in the `control` table: it can be deleted and rebuilt from the log.
+
+mod document;
+mod error;
+mod index;
+mod indexer;
+mod query;
+mod schema;
+mod syntax;
+mod worker;
+
+pub use document::SearchFields;
+pub use error::{Error, Result};
+pub use index::{IndexStatus, SearchIndex, ShardProgress, ShardStatus};
+pub use indexer::Indexer;
+pub use query::{
+    DocType, FacetCount, Facets, Hit, MAX_LIMIT, MAX_WINDOW, SearchRequest, SearchResponse, SortBy,
+};
+pub use worker::{SearchConfig, SearchWorker};
+
+#[cfg(test)]
+mod tests;

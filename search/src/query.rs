@@ -1,0 +1,402 @@
+//! Searching: one tenant's documents, a user query string, filters, a sort, a page, snippets and
+//! facet counts.
+//!
+//! The tenant is a required clause of every query, built here and never from the user's text,
+//! so no query string can reach another tenant's documents. Filters are required clauses too,
+//! scored 0 so that they never change the relevance order.
+//!
+//! Pages are offsets into the sorted result (the cursor is the offset), bounded by
+//! [`MAX_WINDOW`]: a commit between two pages may shift the result by the documents it added.
+
+use crate::index::{IndexStatus, SearchIndex};
+use crate::schema::{self, Fields};
+use crate::syntax;
+use crate::{Error, Result};
+use serde::Serialize;
+use shoal_schemas::EventKind;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use tantivy::aggregation::AggregationCollector;
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::agg_result::AggregationResults;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption, Type, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+
+/// How deep pages may go (offset + limit).
+pub const MAX_WINDOW: usize = 10_000;
+pub const MAX_LIMIT: usize = 100;
+/// Values listed per facet.
+const FACET_SIZE: u32 = 20;
+const SNIPPET_CHARS: usize = 160;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DocType {
+    #[default]
+    Event,
+    Entity,
+}
+
+impl DocType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocType::Event => schema::EVENT,
+            DocType::Entity => schema::ENTITY,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortBy {
+    #[default]
+    Relevance,
+    /// Newest first (events by event time, entities by last seen).
+    TimeDesc,
+    TimeAsc,
+}
+
+/// A search. Empty `query` matches every document (of the tenant, after filters).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchRequest {
+    pub query: String,
+    /// Only events or only entities; both when `None`.
+    pub doc_type: Option<DocType>,
+    /// Any of these kinds (events only); no filter when empty.
+    pub kinds: Vec<EventKind>,
+    /// Event time (entities: last seen) within `from..=to`, ms.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    /// Any of these stages / bands (entities only); no filter when empty.
+    pub stages: Vec<String>,
+    pub bands: Vec<String>,
+    pub sort: SortBy,
+    pub limit: usize,
+    /// A `next` of a previous answer to the same request.
+    pub cursor: Option<String>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest {
+            query: String::new(),
+            doc_type: None,
+            kinds: Vec::new(),
+            from: None,
+            to: None,
+            stages: Vec::new(),
+            bands: Vec::new(),
+            sort: SortBy::Relevance,
+            limit: 20,
+            cursor: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchResponse {
+    /// Matching documents, all pages.
+    pub total: u64,
+    pub hits: Vec<Hit>,
+    /// Counts per value over all matching documents.
+    pub facets: Facets,
+    pub next: Option<String>,
+    /// What the searched commit covers (a lower bound: a commit may land during the search).
+    pub freshness: IndexStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// The event id (events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub entity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Event time, or an entity's last seen (ms).
+    pub timestamp: Option<i64>,
+    /// Relevance (relevance sort only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    /// Every trait (entities only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traits: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The searchable text around the matches, HTML-escaped, matches in `<b>`.
+    pub snippet: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Facets {
+    pub name: Vec<FacetCount>,
+    pub stage: Vec<FacetCount>,
+    pub band: Vec<FacetCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: u64,
+}
+
+impl SearchIndex {
+    /// Searches `tenant`'s documents. CPU-bound: call it from a blocking context.
+    pub fn search(&self, tenant: &str, request: &SearchRequest) -> Result<SearchResponse> {
+        if !(1..=MAX_LIMIT).contains(&request.limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let offset = parse_cursor(request.cursor.as_deref())?;
+        if offset + request.limit > MAX_WINDOW {
+            return Err(Error::invalid(
+                "cursor",
+                format!("pages end at {MAX_WINDOW} results; narrow the query"),
+            ));
+        }
+        if let (Some(from), Some(to)) = (request.from, request.to)
+            && from > to
+        {
+            return Err(Error::invalid("from", "from must not be after to"));
+        }
+        let user_query: Box<dyn Query> = if request.query.trim().is_empty() {
+            Box::new(AllQuery)
+        } else {
+            syntax::parse(&self.parser, &request.query)?
+        };
+        let snippets = self.snippet_generator(user_query.as_ref())?;
+        let query = self.filtered(tenant, user_query, request);
+        // Status first: the searcher is then at least as new as the freshness reported.
+        let freshness = self.status();
+        let searcher = self.reader.searcher();
+        let (total, facets) = searcher.search(&query, &(Count, facet_collector()?))?;
+        let top = TopDocs::with_limit(request.limit).and_offset(offset);
+        let ranked: Vec<(Option<f32>, DocAddress)> = match request.sort {
+            SortBy::Relevance => searcher
+                .search(&query, &top.order_by_score())?
+                .into_iter()
+                .map(|(score, address)| (Some(score), address))
+                .collect(),
+            SortBy::TimeDesc | SortBy::TimeAsc => {
+                let order = if request.sort == SortBy::TimeDesc {
+                    Order::Desc
+                } else {
+                    Order::Asc
+                };
+                searcher
+                    .search(&query, &top.order_by_fast_field::<i64>("timestamp", order))?
+                    .into_iter()
+                    .map(|(_, address)| (None, address))
+                    .collect()
+            }
+        };
+        let hits = ranked
+            .into_iter()
+            .map(|(score, address)| self.hit(&searcher, &snippets, score, address))
+            .collect::<Result<Vec<Hit>>>()?;
+        let end = offset + hits.len();
+        let next = (!hits.is_empty() && end < total && end < MAX_WINDOW).then(|| end.to_string());
+        Ok(SearchResponse {
+            total: total as u64,
+            hits,
+            facets: read_facets(facets)?,
+            next,
+            freshness,
+        })
+    }
+
+    fn filtered(
+        &self,
+        tenant: &str,
+        user_query: Box<dyn Query>,
+        request: &SearchRequest,
+    ) -> BooleanQuery {
+        let fields = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, user_query),
+            (Occur::Must, filter(any_of(fields.tenant, [tenant]))),
+        ];
+        if let Some(doc_type) = request.doc_type {
+            clauses.push((
+                Occur::Must,
+                filter(any_of(fields.doc_type, [doc_type.as_str()])),
+            ));
+        }
+        if !request.kinds.is_empty() {
+            let kinds = request.kinds.iter().map(|kind| kind.as_str());
+            clauses.push((Occur::Must, filter(any_of(fields.kind, kinds))));
+        }
+        if !request.stages.is_empty() {
+            let stages = request.stages.iter().map(String::as_str);
+            clauses.push((Occur::Must, filter(any_of(fields.stage, stages))));
+        }
+        if !request.bands.is_empty() {
+            let bands = request.bands.iter().map(String::as_str);
+            clauses.push((Occur::Must, filter(any_of(fields.band, bands))));
+        }
+        if request.from.is_some() || request.to.is_some() {
+            let bound = |value: Option<i64>| match value {
+                Some(millis) => Bound::Included(Term::from_field_i64(fields.timestamp, millis)),
+                None => Bound::Unbounded,
+            };
+            let range = RangeQuery::new(bound(request.from), bound(request.to));
+            clauses.push((Occur::Must, filter(Box::new(range))));
+        }
+        BooleanQuery::new(clauses)
+    }
+
+    /// Highlights every text term of the user's query, whichever field it names: the `text`
+    /// field holds the name, the entity and every searchable value, so a match on `name` or on
+    /// a property is found there too.
+    fn snippet_generator(&self, query: &dyn Query) -> Result<SnippetGenerator> {
+        let mut terms = BTreeMap::new();
+        query.query_terms(&mut |term, _| {
+            if let Some(text) = term.value().as_str().or_else(|| json_text(term)) {
+                terms.insert(text.to_owned(), 1.0);
+            }
+        });
+        let tokenizer = self.index.tokenizer_for_field(self.fields.text)?;
+        Ok(SnippetGenerator::new(
+            terms,
+            tokenizer,
+            self.fields.text,
+            SNIPPET_CHARS,
+        ))
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        snippets: &SnippetGenerator,
+        score: Option<f32>,
+        address: DocAddress,
+    ) -> Result<Hit> {
+        let fields: &Fields = &self.fields;
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let text = |field: Field| {
+            doc.get_first(field)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
+        let doc_type = text(fields.doc_type).unwrap_or_default();
+        let traits = if doc_type == schema::ENTITY {
+            text(fields.state)
+                .and_then(|state| serde_json::from_str::<crate::document::EntityState>(&state).ok())
+                .map(|state| state.traits)
+        } else {
+            None
+        };
+        let mut snippet = snippets.snippet_from_doc(&doc);
+        if snippet.is_empty() {
+            // Nothing highlighted (a filter-only or negated query): show the start of the text.
+            snippet = snippets.snippet(&text(fields.text).unwrap_or_default());
+        }
+        Ok(Hit {
+            id: text(fields.id),
+            entity: text(fields.entity).unwrap_or_default(),
+            name: text(fields.name),
+            kind: text(fields.kind),
+            timestamp: doc
+                .get_first(fields.timestamp)
+                .and_then(|value| value.as_i64()),
+            score,
+            stage: text(fields.stage),
+            band: text(fields.band),
+            traits,
+            snippet: snippet.to_html(),
+            doc_type,
+        })
+    }
+}
+
+/// The text of a JSON-field term on a string value. tantivy keeps its accessor private; the
+/// layout after the field type is: path, `JSON_END_OF_PATH` (0), value type, value.
+fn json_text(term: &Term) -> Option<&str> {
+    if term.value().typ() != Type::Json {
+        return None;
+    }
+    let bytes = term.serialized_value_bytes();
+    let end_of_path = bytes.iter().position(|byte| *byte == 0)?;
+    let (value_type, value) = bytes.get(end_of_path + 1..)?.split_first()?;
+    (*value_type == Type::Str.to_code())
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
+}
+
+fn parse_cursor(cursor: Option<&str>) -> Result<usize> {
+    match cursor {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|_| Error::invalid("cursor", "cursor is not one this API returned")),
+    }
+}
+
+/// Matches documents whose `field` is any of `values` (raw tokens).
+fn any_of<'a>(field: Field, values: impl IntoIterator<Item = &'a str>) -> Box<dyn Query> {
+    let mut terms: Vec<Box<dyn Query>> = values
+        .into_iter()
+        .map(|value| {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            )) as Box<dyn Query>
+        })
+        .collect();
+    if terms.len() == 1 {
+        return terms.remove(0);
+    }
+    Box::new(BooleanQuery::union(terms))
+}
+
+fn filter(query: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(query, 0.0))
+}
+
+fn facet_collector() -> Result<AggregationCollector> {
+    let terms = |field: &str| serde_json::json!({"terms": {"field": field, "size": FACET_SIZE}});
+    let request: Aggregations = serde_json::from_value(serde_json::json!({
+        "name": terms("name"),
+        "stage": terms("stage"),
+        "band": terms("band"),
+    }))
+    .map_err(|error| Error::Corrupt(format!("facet request: {error}")))?;
+    Ok(AggregationCollector::from_aggs(request, Default::default()))
+}
+
+fn read_facets(results: AggregationResults) -> Result<Facets> {
+    let json = serde_json::to_value(results)
+        .map_err(|error| Error::Corrupt(format!("facet results: {error}")))?;
+    let counts = |name: &str| -> Vec<FacetCount> {
+        json[name]["buckets"]
+            .as_array()
+            .map(|buckets| {
+                buckets
+                    .iter()
+                    .filter_map(|bucket| {
+                        Some(FacetCount {
+                            value: bucket["key"].as_str()?.to_owned(),
+                            count: bucket["doc_count"].as_u64()?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(Facets {
+        name: counts("name"),
+        stage: counts("stage"),
+        band: counts("band"),
+    })
+}
