@@ -424,3 +424,42 @@ async fn propose_rebuild_compare_activate_and_purge() {
     assert_eq!(statuses, vec!["retired", "active", "abandoned"]);
     projector.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_visits_each_entity_once_even_when_scores_rise() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    // The embedded tables page as the server's do (a page holds at most `limit` items).
+    let tables: Arc<dyn Table> = Arc::new(
+        shoal_storage::embedded::EmbeddedTables::open(&dir.path().join("tables.redb")).unwrap(),
+    );
+    let events: Vec<Event> = (0..1500)
+        .map(|n| track(&format!("u{n:04}"), "login", T, "{}"))
+        .collect();
+    log.append(events).await.unwrap();
+    // Staleness is what scores here: every entity climbs from 0 to 100 when the clock moves,
+    // to a later key of the index that a naive walk would meet again.
+    let stale = r#"
+conditions:
+  stale: { recency: { event: login, more_than_days: 7 } }
+scorecards:
+  default: { weights: { stale: 1 }, bands: { good_from: 50, bad_below: 50 } }
+"#;
+    let scores = Arc::new(Scores::new("acme", 1, rules(stale)));
+    let projections: Vec<Arc<dyn Projection>> = vec![scores.clone()];
+    catch_up(
+        log,
+        tables.clone(),
+        &projections,
+        &ProjectorConfig::default(),
+    )
+    .await
+    .unwrap();
+    let report = sweep(tables.as_ref(), &scores, T + 8 * DAY).await.unwrap();
+    assert_eq!((report.entities, report.changed), (1500, 1500));
+    let distribution = read::distribution(tables.as_ref(), 1, "acme")
+        .await
+        .unwrap();
+    assert_eq!(distribution.entities, 1500, "one index entry per entity");
+    assert_eq!(distribution.bands.get(&Band::Good), Some(&1500));
+}

@@ -28,22 +28,36 @@ pub struct SweepReport {
 }
 
 /// Re-evaluates every entity of `scores` as of `now`.
+///
+/// The entities are listed first and processed after: an entity whose score changes moves in
+/// the score index, and a walk that wrote while it paged would meet it again.
 pub async fn sweep(tables: &dyn Table, scores: &Scores, now: i64) -> Result<SweepReport> {
     let version = scores.version();
     let tenant = scores.tenant();
-    let mut report = SweepReport::default();
+    let mut entities = Vec::new();
     let mut query = Query::partition(index_pk(version, tenant)).limit(PAGE);
     loop {
         let page = tables.query(TableName::Views, &query).await?;
-        let keys: Vec<Key> = page
-            .items
+        entities.extend(
+            page.items
+                .iter()
+                .filter_map(|(_, item)| item.get("entity").and_then(|v| v.as_str()))
+                .map(str::to_owned),
+        );
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            None => break,
+        }
+    }
+    let mut report = SweepReport::default();
+    for chunk in entities.chunks(PAGE) {
+        let keys: Vec<Key> = chunk
             .iter()
-            .filter_map(|(_, item)| item.get("entity").and_then(|v| v.as_str()))
             .map(|entity| state_key(version, tenant, entity))
             .collect();
         let items = tables.batch_get(TableName::Views, &keys).await?;
         let mut units = Vec::new();
-        for (key, item) in keys.iter().zip(items) {
+        for ((key, entity), item) in keys.iter().zip(chunk).zip(items) {
             let Some(item) = item else { continue };
             report.entities += 1;
             let mut entry: Entry = decode_entry(key, Some(&item))?;
@@ -51,9 +65,6 @@ pub async fn sweep(tables: &dyn Table, scores: &Scores, now: i64) -> Result<Swee
                 continue;
             }
             report.changed += 1;
-            let Some(entity) = item.get("entity").and_then(|v| v.as_str()) else {
-                continue;
-            };
             let mut derived = Vec::new();
             let mut new_item = encode_entry(version, tenant, entity, &entry, &mut derived)?;
             let pos = item.get(POS_ATTRIBUTE).cloned();
@@ -86,11 +97,8 @@ pub async fn sweep(tables: &dyn Table, scores: &Scores, now: i64) -> Result<Swee
             units.push(unit);
         }
         report.skipped += commit_units(tables, units).await?;
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(report),
-        }
     }
+    Ok(report)
 }
 
 /// Commits units packed into transactions; a transaction whose condition fails is retried unit
