@@ -349,13 +349,46 @@ async fn rules_change_is_rebuilt_previewed_and_activated() {
         })
         .collect();
     assert_eq!(scores, vec![("scores.default".to_owned(), 2)]);
+    // Search sees the live stage and band on entity documents (annotated within seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, found) = get_json(
+            &shoal,
+            "/v1/search?type=entity&stage=customer&band=bad&limit=100",
+            &read,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        if found["total"] == 20 {
+            let mut entities: Vec<&str> = found["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|h| h["entity"].as_str())
+                .collect();
+            entities.sort_unstable();
+            assert_eq!(entities.len(), 20, "{found}");
+            assert!(
+                entities
+                    .iter()
+                    .all(|e| e.starts_with("engaged-") || e.starts_with("fading-")),
+                "{found}"
+            );
+            break;
+        }
+        if Instant::now() >= deadline {
+            let (_, any) = get_json(&shoal, "/v1/search?type=entity&limit=3", &read).await;
+            panic!("search never showed the v2 bands: {found}; entities: {any}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(shoal.terminate(), "clean shutdown");
 }
 
 #[tokio::test]
 async fn a_rebuild_killed_halfway_gives_the_same_scores() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[scores]\nsweep_interval_secs = 3600\n[projector]\nbatch_events = 500\n";
+    let config = "[scores]\nsweep_interval_secs = 3600\nbatch_events = 500\n[projector]\nbatch_events = 500\n";
     let shoal = Shoal::start(dir.path(), Some(config));
     let credentials = shoal.credentials();
     let (write, read, admin) = (

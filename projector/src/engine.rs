@@ -140,6 +140,18 @@ impl ProjectorHandle {
 
     /// Starts one worker per shard for `projection`, from its checkpoints.
     pub fn add(&self, projection: Arc<dyn Projection>) -> Result<()> {
+        self.add_with(projection, self.inner.config.clone())
+    }
+
+    /// The configuration projections get from [`ProjectorHandle::add`].
+    pub fn config(&self) -> &ProjectorConfig {
+        &self.inner.config
+    }
+
+    /// [`ProjectorHandle::add`] with a configuration of its own (a rebuild folds larger
+    /// batches than live tailing needs).
+    pub fn add_with(&self, projection: Arc<dyn Projection>, config: ProjectorConfig) -> Result<()> {
+        config.validate()?;
         let id = (projection.name().to_owned(), projection.version());
         let mut groups = self.groups();
         if groups.contains_key(&id) {
@@ -159,7 +171,7 @@ impl ProjectorHandle {
                     log: Arc::clone(&self.inner.log),
                     tables: Arc::clone(&self.inner.tables),
                     projection: Arc::clone(&projection),
-                    config: self.inner.config.clone(),
+                    config: config.clone(),
                     shard: shard.clone(),
                     live: Arc::clone(&live),
                 };

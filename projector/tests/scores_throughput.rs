@@ -4,6 +4,7 @@
 //!
 //! The workload: `entities` customers over 90 days, a login/view/export mix, one identify each
 //! (plan and seats); rules with every condition kind that reads events or traits.
+//! `SHOAL_BENCH_BATCH` sets the events folded per flush (default 50,000).
 
 mod common;
 
@@ -89,7 +90,7 @@ async fn scores_rebuild_and_sweep() {
     let tables: Arc<dyn Table> =
         Arc::new(EmbeddedTables::open(&dir.path().join("tables.redb")).unwrap());
     let config = ProjectorConfig {
-        batch_events: 50_000,
+        batch_events: env("SHOAL_BENCH_BATCH", 50_000),
         ..ProjectorConfig::default()
     };
     let projection: Arc<dyn Projection> = scores.clone();

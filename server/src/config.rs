@@ -29,12 +29,16 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ScoresSettings {
     pub sweep_interval_secs: u64,
+    /// Events folded per flush by a scores rebuild (memory grows with it: a few hundred bytes
+    /// per event while a rebuild catches up).
+    pub batch_events: usize,
 }
 
 impl Default for ScoresSettings {
     fn default() -> Self {
         ScoresSettings {
             sweep_interval_secs: 60,
+            batch_events: shoal_projector::scores::manager::DEFAULT_BATCH_EVENTS,
         }
     }
 }
@@ -120,6 +124,10 @@ impl Config {
         anyhow::ensure!(
             self.scores.sweep_interval_secs > 0,
             "scores.sweep_interval_secs must be > 0"
+        );
+        anyhow::ensure!(
+            self.scores.batch_events > 0,
+            "scores.batch_events must be > 0"
         );
         self.search
             .validate()

@@ -1,6 +1,7 @@
 //! `shoal`: the one binary. With no subcommand it serves on the embedded default; see
 //! `shoal --help`.
 
+mod annotate;
 mod bootstrap;
 mod cli;
 mod config;

@@ -2,6 +2,7 @@
 //! second process cannot write the same log), make the first tenant if needed, serve HTTP, and
 //! on SIGTERM/SIGINT stop accepting, let in-flight appends finish, and close the log.
 
+use crate::annotate::Annotator;
 use crate::config::{Config, SyncSetting};
 use anyhow::Context;
 use axum::Router;
@@ -92,11 +93,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         ScoresConfig {
             sweep_interval: Duration::from_secs(config.scores.sweep_interval_secs),
+            batch_events: config.scores.batch_events,
         },
     )
     .await
     .context("starting the scores of every tenant with rules")?;
     let sweeper = rules.spawn_sweeper();
+    let annotator = search
+        .as_ref()
+        .map(|(index, _)| Annotator::spawn(table.clone(), rules.clone(), index.clone()));
     let mut query_state =
         QueryState::new(table.clone(), tenants.clone(), projector.status_source())
             .with_log(log.clone())
@@ -126,6 +131,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("no longer accepting; flushing projections and closing the log");
+    if let Some(annotator) = annotator {
+        annotator.shutdown().await;
+    }
     sweeper.shutdown().await;
     projector.shutdown().await;
     if let Some((_, worker)) = search

@@ -60,15 +60,25 @@ impl Which {
 pub struct ScoresConfig {
     /// How often every entity is re-evaluated as of the clock.
     pub sweep_interval: Duration,
+    /// Events folded per flush by a scores instance (at least the projector's own setting).
+    /// A rebuild replays the whole log and an entity's events are spread over all of it, so
+    /// every batch rewrites most entities: larger batches divide that work (BENCHMARKS.md,
+    /// "Rules and scores"). Only a catching-up instance fills them; a live one folds what
+    /// arrived.
+    pub batch_events: usize,
 }
 
 impl Default for ScoresConfig {
     fn default() -> Self {
         ScoresConfig {
             sweep_interval: Duration::from_secs(60),
+            batch_events: DEFAULT_BATCH_EVENTS,
         }
     }
 }
+
+/// See [`ScoresConfig::batch_events`].
+pub const DEFAULT_BATCH_EVENTS: usize = 200_000;
 
 /// One tenant's rules as `GET /v1/rules` shows them.
 #[derive(Clone, Debug, Serialize)]
@@ -181,7 +191,9 @@ impl RulesManager {
 
     fn run_instance(&self, tenant: &str, version: u32, rules: Arc<Rules>) -> Result<()> {
         let scores = Arc::new(Scores::new(tenant, version, rules));
-        self.inner.projector.add(scores.clone())?;
+        let mut config = self.inner.projector.config().clone();
+        config.batch_events = config.batch_events.max(self.inner.config.batch_events);
+        self.inner.projector.add_with(scores.clone(), config)?;
         lock(&self.inner.running).insert((tenant.to_owned(), version), scores);
         Ok(())
     }
