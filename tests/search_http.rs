@@ -281,21 +281,22 @@ async fn search_syntax_filters_facets_and_pages_stay_within_the_tenant() {
     // 16 events and 3 entities.
     assert_eq!(everything.len(), 19);
 
-    // Pages by time, newest first, with the facets of every match on each page.
+    // Pages by time, newest first, with the facets of every match on each page when asked.
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
         let (code, page) = get_json(
             &shoal,
-            &format!("/v1/search?q=save&sort=time_desc&limit=5{cursor}"),
+            &format!("/v1/search?q=save&sort=time_desc&limit=5&facets=name{cursor}"),
             read,
         )
         .await;
         assert_eq!(code, StatusCode::OK, "{page}");
         assert_eq!(page["total"], 12);
+        assert_eq!(page["total_exact"], true);
         assert_eq!(
-            page["facets"]["name"],
-            json!([{"value": "button_clicked", "count": 12}])
+            page["facets"],
+            json!({"name": [{"value": "button_clicked", "count": 12}]})
         );
         for hit in page["hits"].as_array().unwrap() {
             assert!(
@@ -311,7 +312,17 @@ async fn search_syntax_filters_facets_and_pages_stay_within_the_tenant() {
     }
     let newest_first: Vec<String> = clicks.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
-    let (_, facets) = get_json(&shoal, "/v1/search?type=event", read).await;
+    let (_, plain) = get_json(&shoal, "/v1/search?type=event", read).await;
+    assert!(
+        plain.get("facets").is_none(),
+        "facets only when asked: {plain}"
+    );
+    assert_eq!(
+        (plain["total"].as_u64(), plain["total_exact"].as_bool()),
+        (Some(16), Some(true))
+    );
+    let (_, facets) = get_json(&shoal, "/v1/search?type=event&facets=name,stage", read).await;
+    assert_eq!(facets["facets"]["stage"], json!([]));
     assert_eq!(
         facets["facets"]["name"],
         json!([

@@ -4,9 +4,11 @@
 //!    words drawn log-uniformly from a 5000-word vocabulary) go through the real [`Indexer`]
 //!    in records of 1000, with a commit every 100 000 events as the worker does; reported as
 //!    events/s of wall time and per CPU-second of this process.
-//! 2. Queries: `SearchIndex::search` as `GET /v1/search` calls it (tenant filter, count, facet
-//!    counts, top 20, snippets) for two-term queries and for two-word phrases taken from
-//!    generated text; p50/p99 over `--queries` each after a warm-up.
+//! 2. Queries: `SearchIndex::search` as `GET /v1/search` calls it by default (tenant filter,
+//!    total counted up to 10,000, top 20, snippets) for two-term queries and for two-word
+//!    phrases taken from generated text, then the same two-term queries with every facet
+//!    (`facets=name,stage,band`: an exact count and facet counts over every match); p50/p99
+//!    over `--queries` each after a warm-up.
 //! 3. Freshness: the real worker on an embedded log beside the big index; one event appended
 //!    every 100 ms, timed from the durable append to the first search that finds it.
 
@@ -16,7 +18,9 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use shoal_schemas::{Event, EventKind, Sequence};
-use shoal_search::{Indexer, SearchConfig, SearchFields, SearchIndex, SearchRequest, SearchWorker};
+use shoal_search::{
+    FacetField, Indexer, SearchConfig, SearchFields, SearchIndex, SearchRequest, SearchWorker,
+};
 use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::{EventLog, LogRecord};
 use std::sync::Arc;
@@ -126,6 +130,15 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
         &mut rng,
     )?;
     report("phrase + tenant", &phrase);
+    let mut faceted_rng = rand::rngs::StdRng::seed_from_u64(7);
+    let faceted = time_queries_with(
+        &index,
+        args.queries,
+        |rng| format!("{} {}", word(rng), word(rng)),
+        &mut faceted_rng,
+        FacetField::ALL.to_vec(),
+    )?;
+    report("two terms + tenant + facets", &faceted);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -196,8 +209,18 @@ fn index_events(index: &Arc<SearchIndex>, args: &SearchArgs) -> anyhow::Result<(
 fn time_queries(
     index: &SearchIndex,
     count: u32,
+    make: impl FnMut(&mut rand::rngs::StdRng) -> String,
+    rng: &mut rand::rngs::StdRng,
+) -> anyhow::Result<Histogram<u64>> {
+    time_queries_with(index, count, make, rng, Vec::new())
+}
+
+fn time_queries_with(
+    index: &SearchIndex,
+    count: u32,
     mut make: impl FnMut(&mut rand::rngs::StdRng) -> String,
     rng: &mut rand::rngs::StdRng,
+    facets: Vec<FacetField>,
 ) -> anyhow::Result<Histogram<u64>> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let warm_up = count / 10;
@@ -205,6 +228,7 @@ fn time_queries(
         let tenant = format!("t{}", rng.random_range(0..TENANTS));
         let request = SearchRequest {
             query: make(rng),
+            facets: facets.clone(),
             ..SearchRequest::default()
         };
         let started = Instant::now();

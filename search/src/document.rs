@@ -45,6 +45,25 @@ fn searchable(
         .collect()
 }
 
+/// [`searchable`] of properties owned by the caller: values are moved rather than copied.
+fn searchable_owned(
+    properties: Map<String, Value>,
+    fields: &SearchFields,
+    texts: &mut Vec<String>,
+) -> Map<String, Value> {
+    properties
+        .into_iter()
+        .filter(|(name, _)| fields.includes(name))
+        .filter_map(|(name, value)| match value {
+            Value::String(text) => {
+                texts.push(text.clone());
+                Some((name, Value::String(text)))
+            }
+            other => Some((name, strings_only(&other, texts)?)),
+        })
+        .collect()
+}
+
 fn strings_only(value: &Value, texts: &mut Vec<String>) -> Option<Value> {
     match value {
         Value::String(text) => {
@@ -81,11 +100,10 @@ pub(crate) fn event_doc(
 ) -> TantivyDocument {
     let id = event.id.to_string();
     let mut texts = vec![event.name.clone(), event.entity.clone()];
-    let attrs = searchable(&event.properties_map(), searchable_fields, &mut texts);
+    let attrs = searchable_owned(event.properties_map(), searchable_fields, &mut texts);
     let mut doc = TantivyDocument::new();
     doc.add_text(fields.tenant, &event.tenant);
     doc.add_text(fields.doc_type, schema::EVENT);
-    doc.add_text(fields.key, schema::event_key(&event.tenant, &id));
     doc.add_text(fields.id, &id);
     doc.add_text(fields.name, &event.name);
     doc.add_text(fields.kind, event.kind.as_str());

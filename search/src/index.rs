@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::QueryParser;
+use tantivy::schema::Schema;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
 /// How far the index has applied one shard.
@@ -82,6 +83,43 @@ impl IndexStatus {
     }
 }
 
+/// Deletes the index in `dir` when it was made with another schema (an older Shoal): the
+/// index is a projection of the log, so opening it then creates an empty one, which the worker
+/// fills from the start of the log. Stages and bands (not in the log) come back as the scores
+/// projection re-sends them.
+fn discard_if_other_schema(dir: &Path, schema: &Schema) -> Result<()> {
+    let directory = MmapDirectory::open(dir)?;
+    if !Index::exists(&directory).map_err(|error| Error::Corrupt(error.to_string()))? {
+        return Ok(());
+    }
+    let existing = Index::open(directory)?.schema();
+    if &existing == schema {
+        return Ok(());
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        "the search index was made with another schema; deleting it to rebuild it from the log"
+    );
+    let entries = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
+    for entry in entries {
+        let path = entry.map_err(|error| io_error(dir, error))?.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|error| io_error(&path, error))?;
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> Error {
+    Error::Index(tantivy::TantivyError::SystemError(format!(
+        "{}: {error}",
+        path.display()
+    )))
+}
+
 /// A stage/band update for one entity, from the scores projection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Annotation {
@@ -114,15 +152,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SearchIndex {
-    /// Opens the index in `dir`, creating it when empty.
+    /// Opens the index in `dir`, creating it when empty, and deleting it first when it was made
+    /// with another schema (it is then rebuilt from the log by the worker).
     pub fn open(dir: &Path, searchable: SearchFields) -> Result<SearchIndex> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            Error::Index(tantivy::TantivyError::SystemError(format!(
-                "creating {}: {error}",
-                dir.display()
-            )))
-        })?;
+        std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
         let (schema, fields) = schema::build();
+        discard_if_other_schema(dir, &schema)?;
         let index = Index::open_or_create(MmapDirectory::open(dir)?, schema)?;
         let reader = index
             .reader_builder()

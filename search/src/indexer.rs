@@ -2,13 +2,24 @@
 //!
 //! Events are added as documents as they are read; entity documents are folded in memory (the
 //! map holds the entities touched since the last commit, each loaded from its stored `state`
-//! the first time) and written at commit time as delete-by-key + add. The commit carries, in its
+//! the first time) and written at commit time as delete-by-key + add. After a commit the
+//! states written stay in `committed_entities`, exactly what the index holds for them, so the
+//! next batch touching them need not look them up in the index (a term look-up, a stored
+//! document and a JSON parse each); the cache is dropped when it grows past
+//! `ENTITY_CACHE` and on a rollback. The commit carries, in its
 //! payload, each shard's position after the last event it covers. tantivy makes the documents,
 //! the deletes and the payload visible together or not at all, so after a crash the index holds
 //! exactly the events up to the payload positions, and the entities as of those positions;
 //! indexing resumes from there. Re-applying the events after a payload position to an entity's
 //! committed state gives the same state as applying them once (traits: later keys overwrite;
 //! last seen: a maximum), so nothing is duplicated and nothing is missed.
+//!
+//! Documents are handed to tantivy at commit time, grouped by tenant (event documents are held
+//! until then). tantivy numbers documents in the order they are added and merges keep that
+//! order, so each tenant's documents of a commit are neighbours in the index: the tenant clause
+//! of every search then lets the term clauses skip whole posting blocks of other tenants
+//! instead of visiting every match of every tenant. The longer the commits, the longer these
+//! runs; a trickle of events makes short ones (the index is then small in proportion).
 
 use crate::document::{self, EntityState};
 use crate::index::{Annotation, IndexStatus, Payload, SearchIndex, ShardProgress};
@@ -24,6 +35,9 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
+/// Committed entity states kept in memory between commits, at most.
+const ENTITY_CACHE: usize = 200_000;
+
 /// Writes documents for log records, and commits them with the positions they cover.
 pub struct Indexer {
     index: Arc<SearchIndex>,
@@ -33,6 +47,10 @@ pub struct Indexer {
     progress: BTreeMap<ShardId, ShardProgress>,
     /// Entities touched since the last commit, by document key.
     entities: HashMap<String, EntityState>,
+    /// The committed state of entities written by recent commits, by document key.
+    committed_entities: HashMap<String, EntityState>,
+    /// Event documents since the last commit, by tenant, in log order.
+    events: HashMap<String, Vec<TantivyDocument>>,
     pending: usize,
     first_pending_at: Option<Instant>,
     last_commit_at: Instant,
@@ -50,6 +68,8 @@ impl Indexer {
             index,
             writer,
             entities: HashMap::new(),
+            committed_entities: HashMap::new(),
+            events: HashMap::new(),
             pending: 0,
             first_pending_at: None,
             last_commit_at: Instant::now(),
@@ -92,7 +112,12 @@ impl Indexer {
                 }
                 if document::is_indexed(event) {
                     let doc = document::event_doc(&fields, &self.index.searchable, event);
-                    self.writer.add_document(doc)?;
+                    match self.events.get_mut(&event.tenant) {
+                        Some(docs) => docs.push(doc),
+                        None => {
+                            self.events.insert(event.tenant.clone(), vec![doc]);
+                        }
+                    }
                     self.entity(&event.tenant, &event.entity)?.apply(event);
                 }
                 self.progress.insert(
@@ -122,9 +147,12 @@ impl Indexer {
     fn entity(&mut self, tenant: &str, entity: &str) -> Result<&mut EntityState> {
         let key = schema::entity_key(tenant, entity);
         if !self.entities.contains_key(&key) {
-            let state = self
-                .load_entity(&key)?
-                .unwrap_or_else(|| EntityState::new(tenant, entity));
+            let state = match self.committed_entities.remove(&key) {
+                Some(state) => state,
+                None => self
+                    .load_entity(&key)?
+                    .unwrap_or_else(|| EntityState::new(tenant, entity)),
+            };
             self.entities.insert(key.clone(), state);
         }
         self.entities
@@ -158,13 +186,7 @@ impl Indexer {
     /// Writes the touched entities and commits everything with the positions it covers; then
     /// makes it searchable.
     pub fn commit(&mut self) -> Result<()> {
-        let fields = self.index.fields;
-        for (key, state) in self.entities.drain() {
-            self.writer
-                .delete_term(Term::from_field_text(fields.key, &key));
-            self.writer
-                .add_document(state.to_doc(&fields, &self.index.searchable))?;
-        }
+        self.write_grouped_by_tenant()?;
         let payload = Payload {
             shards: self.progress.clone(),
             committed_at: Some(now_millis()),
@@ -174,6 +196,9 @@ impl Indexer {
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&text);
         prepared.commit()?;
+        if self.committed_entities.len() > ENTITY_CACHE {
+            self.committed_entities.clear();
+        }
         self.index.reader.reload()?;
         let docs = self.index.reader.searcher().num_docs();
         self.index
@@ -186,10 +211,44 @@ impl Indexer {
         Ok(())
     }
 
+    /// Hands the held event documents and the touched entities to tantivy, one tenant after
+    /// the other (see the module's header).
+    fn write_grouped_by_tenant(&mut self) -> Result<()> {
+        let fields = self.index.fields;
+        let mut entities: BTreeMap<String, Vec<(String, EntityState)>> = BTreeMap::new();
+        for (key, state) in self.entities.drain() {
+            entities
+                .entry(state.tenant.clone())
+                .or_default()
+                .push((key, state));
+        }
+        let mut tenants: Vec<String> = self.events.keys().cloned().collect();
+        tenants.extend(entities.keys().cloned());
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            for doc in self.events.remove(&tenant).unwrap_or_default() {
+                self.writer.add_document(doc)?;
+            }
+            for (key, state) in entities.remove(&tenant).unwrap_or_default() {
+                self.writer
+                    .delete_term(Term::from_field_text(fields.key, &key));
+                self.writer
+                    .add_document(state.to_doc(&fields, &self.index.searchable))?;
+                self.committed_entities.insert(key, state);
+            }
+        }
+        debug_assert!(self.events.is_empty());
+        Ok(())
+    }
+
     /// Drops everything since the last commit; indexing resumes from the committed positions.
     pub fn rollback(&mut self) -> Result<()> {
         self.writer.rollback()?;
         self.entities.clear();
+        // Written by the commit that failed, perhaps: no longer known to match the index.
+        self.committed_entities.clear();
+        self.events.clear();
         self.progress = self.committed.shards.clone();
         self.pending = 0;
         self.first_pending_at = None;

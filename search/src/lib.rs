@@ -27,7 +27,8 @@ pub use error::{Error, Result};
 pub use index::{IndexStatus, SearchIndex, ShardProgress, ShardStatus};
 pub use indexer::Indexer;
 pub use query::{
-    DocType, FacetCount, Facets, Hit, MAX_LIMIT, MAX_WINDOW, SearchRequest, SearchResponse, SortBy,
+    DocType, FacetCount, FacetField, Facets, Hit, MAX_LIMIT, MAX_WINDOW, SearchRequest,
+    SearchResponse, SortBy, TOTAL_LIMIT,
 };
 pub use worker::{SearchConfig, SearchWorker};
 

@@ -7,6 +7,15 @@
 //!
 //! Pages are offsets into the sorted result (the cursor is the offset), bounded by
 //! [`MAX_WINDOW`]: a commit between two pages may shift the result by the documents it added.
+//!
+//! What a search costs: the top of the result by relevance is found with tantivy's block-max
+//! pruning where the query allows it (a conjunction of term clauses, which the tenant clause
+//! keeps it), skipping blocks that cannot enter the top; counting every match, and facet counts
+//! over every match, visit every match. The total is therefore counted only up to
+//! [`TOTAL_LIMIT`] (pages end there anyway) unless `exact_total` asks for more, and facets are
+//! computed only when asked for. The user's query is flattened into the filters' conjunction
+//! (`a b` and the tenant become one intersection of three terms rather than an intersection
+//! inside an intersection) so that tantivy sees the plain term clauses it optimises.
 
 use crate::index::{IndexStatus, SearchIndex};
 use crate::schema::{self, Fields};
@@ -21,15 +30,18 @@ use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Type, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, DocSet, Order, Searcher, TERMINATED, TantivyDocument, Term};
 
 /// How deep pages may go (offset + limit).
 pub const MAX_WINDOW: usize = 10_000;
 pub const MAX_LIMIT: usize = 100;
+/// Matches counted before the total is reported as a lower bound (`total_exact: false`).
+pub const TOTAL_LIMIT: usize = MAX_WINDOW;
 /// Values listed per facet.
 const FACET_SIZE: u32 = 20;
 const SNIPPET_CHARS: usize = 160;
@@ -46,6 +58,27 @@ impl DocType {
         match self {
             DocType::Event => schema::EVENT,
             DocType::Entity => schema::ENTITY,
+        }
+    }
+}
+
+/// A facet that a search may ask for: counts per value over every match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FacetField {
+    /// Event name.
+    Name,
+    Stage,
+    Band,
+}
+
+impl FacetField {
+    pub const ALL: [FacetField; 3] = [FacetField::Name, FacetField::Stage, FacetField::Band];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FacetField::Name => "name",
+            FacetField::Stage => "stage",
+            FacetField::Band => "band",
         }
     }
 }
@@ -77,6 +110,11 @@ pub struct SearchRequest {
     pub limit: usize,
     /// A `next` of a previous answer to the same request.
     pub cursor: Option<String>,
+    /// Facets to count over every match; none when empty (counting them costs a pass over
+    /// every match).
+    pub facets: Vec<FacetField>,
+    /// Count every match rather than stopping at [`TOTAL_LIMIT`].
+    pub exact_total: bool,
 }
 
 impl Default for SearchRequest {
@@ -92,17 +130,22 @@ impl Default for SearchRequest {
             sort: SortBy::Relevance,
             limit: 20,
             cursor: None,
+            facets: Vec::new(),
+            exact_total: false,
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SearchResponse {
-    /// Matching documents, all pages.
+    /// Matching documents, all pages; a lower bound when `total_exact` is false.
     pub total: u64,
+    /// False when counting stopped at [`TOTAL_LIMIT`]: at least `total` documents match.
+    pub total_exact: bool,
     pub hits: Vec<Hit>,
-    /// Counts per value over all matching documents.
-    pub facets: Facets,
+    /// Counts per value over all matching documents, for the facets asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Facets>,
     pub next: Option<String>,
     /// What the searched commit covers (a lower bound: a commit may land during the search).
     pub freshness: IndexStatus,
@@ -136,11 +179,15 @@ pub struct Hit {
     pub snippet: String,
 }
 
+/// The facets asked for; the others are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Facets {
-    pub name: Vec<FacetCount>,
-    pub stage: Vec<FacetCount>,
-    pub band: Vec<FacetCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Vec<FacetCount>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Vec<FacetCount>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub band: Option<Vec<FacetCount>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -180,7 +227,20 @@ impl SearchIndex {
         // Status first: the searcher is then at least as new as the freshness reported.
         let freshness = self.status();
         let searcher = self.reader.searcher();
-        let (total, facets) = searcher.search(&query, &(Count, facet_collector()?))?;
+        let (total, total_exact, facets) = if request.facets.is_empty() {
+            let limit = if request.exact_total {
+                usize::MAX
+            } else {
+                TOTAL_LIMIT
+            };
+            let (total, exact) = count_up_to(&searcher, &query, limit)?;
+            (total, exact, None)
+        } else {
+            let (total, aggregations) =
+                searcher.search(&query, &(Count, facet_collector(&request.facets)?))?;
+            let facets = read_facets(aggregations, &request.facets)?;
+            (total, true, Some(facets))
+        };
         let top = TopDocs::with_limit(request.limit).and_offset(offset);
         let ranked: Vec<(Option<f32>, DocAddress)> = match request.sort {
             SortBy::Relevance => searcher
@@ -209,8 +269,9 @@ impl SearchIndex {
         let next = (!hits.is_empty() && end < total && end < MAX_WINDOW).then(|| end.to_string());
         Ok(SearchResponse {
             total: total as u64,
+            total_exact,
             hits,
-            facets: read_facets(facets)?,
+            facets,
             next,
             freshness,
         })
@@ -223,10 +284,17 @@ impl SearchIndex {
         request: &SearchRequest,
     ) -> BooleanQuery {
         let fields = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, user_query),
-            (Occur::Must, filter(any_of(fields.tenant, [tenant]))),
-        ];
+        let mut clauses = flatten(user_query);
+        // A term clause scored 0 rather than a constant-score filter: a conjunction of plain
+        // term clauses is what tantivy prunes block by block (see `schema.rs`).
+        let tenant_term = TermQuery::new(
+            Term::from_field_text(fields.tenant, tenant),
+            IndexRecordOption::WithFreqs,
+        );
+        clauses.push((
+            Occur::Must,
+            Box::new(BoostQuery::new(Box::new(tenant_term), 0.0)),
+        ));
         if let Some(doc_type) = request.doc_type {
             clauses.push((
                 Occur::Must,
@@ -360,22 +428,65 @@ fn any_of<'a>(field: Field, values: impl IntoIterator<Item = &'a str>) -> Box<dy
     Box::new(BooleanQuery::union(terms))
 }
 
+/// The user's query as clauses of the filters' conjunction: a conjunction's own clauses (the
+/// same documents, and the same score: the filters score 0 and a conjunction sums), anything
+/// else as one required clause.
+fn flatten(user_query: Box<dyn Query>) -> Vec<(Occur, Box<dyn Query>)> {
+    if let Some(boolean) = user_query.downcast_ref::<BooleanQuery>() {
+        let clauses = boolean.clauses();
+        let conjunction = clauses.iter().any(|(occur, _)| *occur == Occur::Must)
+            && clauses.iter().all(|(occur, _)| *occur != Occur::Should);
+        if conjunction {
+            return clauses
+                .iter()
+                .map(|(occur, clause)| (*occur, clause.box_clone()))
+                .collect();
+        }
+    }
+    vec![(Occur::Must, user_query)]
+}
+
+/// Counts the matches of `query`, stopping after `limit`: `(count, exact)`, where a count that
+/// stopped is `limit` and not exact. Deleted documents (old versions of entities) are skipped.
+fn count_up_to(searcher: &Searcher, query: &dyn Query, limit: usize) -> Result<(usize, bool)> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut count = 0usize;
+    for segment in searcher.segment_readers() {
+        let mut scorer = weight.scorer(segment, 1.0)?;
+        let alive = segment.alive_bitset();
+        let mut doc = scorer.doc();
+        while doc != TERMINATED {
+            if alive.is_none_or(|bits| bits.is_alive(doc)) {
+                if count == limit {
+                    return Ok((limit, false));
+                }
+                count += 1;
+            }
+            doc = scorer.advance();
+        }
+    }
+    Ok((count, true))
+}
+
 fn filter(query: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(query, 0.0))
 }
 
-fn facet_collector() -> Result<AggregationCollector> {
-    let terms = |field: &str| serde_json::json!({"terms": {"field": field, "size": FACET_SIZE}});
-    let request: Aggregations = serde_json::from_value(serde_json::json!({
-        "name": terms("name"),
-        "stage": terms("stage"),
-        "band": terms("band"),
-    }))
-    .map_err(|error| Error::Corrupt(format!("facet request: {error}")))?;
+fn facet_collector(facets: &[FacetField]) -> Result<AggregationCollector> {
+    let request: serde_json::Map<String, serde_json::Value> = facets
+        .iter()
+        .map(|facet| {
+            let field = facet.as_str();
+            let terms = serde_json::json!({"terms": {"field": field, "size": FACET_SIZE}});
+            (field.to_owned(), terms)
+        })
+        .collect();
+    let request: Aggregations = serde_json::from_value(serde_json::Value::Object(request))
+        .map_err(|error| Error::Corrupt(format!("facet request: {error}")))?;
     Ok(AggregationCollector::from_aggs(request, Default::default()))
 }
 
-fn read_facets(results: AggregationResults) -> Result<Facets> {
+fn read_facets(results: AggregationResults, facets: &[FacetField]) -> Result<Facets> {
     let json = serde_json::to_value(results)
         .map_err(|error| Error::Corrupt(format!("facet results: {error}")))?;
     let counts = |name: &str| -> Vec<FacetCount> {
@@ -394,9 +505,10 @@ fn read_facets(results: AggregationResults) -> Result<Facets> {
             })
             .unwrap_or_default()
     };
+    let asked = |facet: FacetField| facets.contains(&facet).then(|| counts(facet.as_str()));
     Ok(Facets {
-        name: counts("name"),
-        stage: counts("stage"),
-        band: counts("band"),
+        name: asked(FacetField::Name),
+        stage: asked(FacetField::Stage),
+        band: asked(FacetField::Band),
     })
 }

@@ -9,7 +9,13 @@
 //!
 //! Every text field uses tantivy's `default` tokenizer (split on anything that is not a letter
 //! or digit, lowercase, drop tokens over 40 bytes), so `name:export` matches `export_csv`.
-//! `kind`, `doc_type`, `stage` and `band` are single raw tokens (exact, case-sensitive).
+//! `tenant`, `kind`, `doc_type`, `stage` and `band` are single raw tokens (exact,
+//! case-sensitive). Fast (columnar) fields are only those read per match: `timestamp` for the
+//! time sorts, `name`, `stage` and `band` for the facets. `key` is indexed only (deletes and
+//! entity look-ups), never read back.
+//!
+//! Changing anything here changes the schema an existing index was made with: the index is then
+//! deleted and rebuilt from the log when it is opened (see `index.rs`).
 
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema,
@@ -24,7 +30,9 @@ pub(crate) const ENTITY: &str = "entity";
 pub(crate) struct Fields {
     pub tenant: Field,
     pub doc_type: Field,
-    /// Unique per document: `e#<tenant>#<event id>` or `n#<tenant>#<entity>`.
+    /// Entity documents only, unique: `n#<tenant>#<entity>` (what an update deletes by). Events
+    /// are never updated (the commit payload, not a key, keeps them from being indexed twice),
+    /// so they have none: a term per event would be the largest part of the term dictionary.
     pub key: Field,
     pub id: Field,
     pub name: Field,
@@ -48,14 +56,21 @@ fn text_indexing() -> TextFieldIndexing {
 pub(crate) fn build() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let searchable_text = TextOptions::default().set_indexing_options(text_indexing());
+    // With frequencies, though each document has one tenant: a term clause that reads them is
+    // what tantivy's block-max pruning of a conjunction accepts (searches give it a boost of 0).
+    let tenant = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let fields = Fields {
-        tenant: builder.add_text_field("tenant", STRING | FAST),
-        doc_type: builder.add_text_field("doc_type", STRING | FAST | STORED),
-        key: builder.add_text_field("key", STRING | STORED),
+        tenant: builder.add_text_field("tenant", tenant),
+        doc_type: builder.add_text_field("doc_type", STRING | STORED),
+        key: builder.add_text_field("key", STRING),
         id: builder.add_text_field("id", STORED),
         // Tokenized for search, and a raw fast column for the per-name facet counts.
         name: builder.add_text_field("name", searchable_text.clone().set_stored().set_fast("raw")),
-        kind: builder.add_text_field("kind", STRING | FAST | STORED),
+        kind: builder.add_text_field("kind", STRING | STORED),
         entity: builder.add_text_field("entity", searchable_text.clone().set_stored()),
         timestamp: builder.add_i64_field("timestamp", INDEXED | FAST | STORED),
         text: builder.add_text_field("text", searchable_text.set_stored()),
@@ -68,10 +83,6 @@ pub(crate) fn build() -> (Schema, Fields) {
         state: builder.add_text_field("state", STORED),
     };
     (builder.build(), fields)
-}
-
-pub(crate) fn event_key(tenant: &str, id: &str) -> String {
-    format!("e#{tenant}#{id}")
 }
 
 pub(crate) fn entity_key(tenant: &str, entity: &str) -> String {

@@ -14,6 +14,9 @@ use crate::{Error, Result};
 use tantivy::query::{Query, QueryParser, QueryParserError};
 use tantivy::query_grammar::{self, Occur, UserInputAst, UserInputLeaf};
 
+/// The schema's field for every searchable string of a document (see `schema.rs`).
+const TEXT_FIELD: &str = "text";
+
 pub(crate) fn parse(parser: &QueryParser, query: &str) -> Result<Box<dyn Query>> {
     let (ast, errors) = query_grammar::parse_query_lenient(query);
     if let Some(error) = errors.first() {
@@ -31,7 +34,7 @@ pub(crate) fn parse(parser: &QueryParser, query: &str) -> Result<Box<dyn Query>>
         });
     }
     parser
-        .build_query_from_user_input_ast(with_positive(splice_exclusions(ast)))
+        .build_query_from_user_input_ast(with_positive(splice_exclusions(text_by_default(ast))))
         .map_err(|error| semantic(query, error))
 }
 
@@ -58,6 +61,34 @@ fn splice_exclusions(ast: UserInputAst) -> UserInputAst {
             UserInputAst::Boost(Box::new(splice_exclusions(*inner)), boost)
         }
         leaf @ UserInputAst::Leaf(_) => leaf,
+    }
+}
+
+/// Terms without a field search `text` only. The parser's default fields are `text` and
+/// `attrs` (the JSON field, so that `plan:trial` finds `attrs.plan`), which would make each bare
+/// term a union of `text:term` and `attrs:term`; the latter, a JSON term without a path, never
+/// matches (every value of `attrs` is under a property name), and the union hides the plain
+/// term clauses from tantivy's intersection and pruning.
+fn text_by_default(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(children) => UserInputAst::Clause(
+            children
+                .into_iter()
+                .map(|(occur, child)| (occur, text_by_default(child)))
+                .collect(),
+        ),
+        UserInputAst::Boost(inner, boost) => {
+            UserInputAst::Boost(Box::new(text_by_default(*inner)), boost)
+        }
+        UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(match *leaf {
+            UserInputLeaf::Literal(mut literal) => {
+                literal
+                    .field_name
+                    .get_or_insert_with(|| TEXT_FIELD.to_owned());
+                UserInputLeaf::Literal(literal)
+            }
+            other => other,
+        })),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Unit tests of the crate against real indexes in temporary directories.
 
-use crate::{DocType, Error, Indexer, SearchFields, SearchIndex, SearchRequest, SortBy};
+use crate::{
+    DocType, Error, FacetField, Indexer, SearchFields, SearchIndex, SearchRequest, SortBy,
+    TOTAL_LIMIT,
+};
 use shoal_schemas::{Event, EventKind, Sequence};
 use shoal_storage::LogRecord;
 use std::collections::BTreeSet;
@@ -329,12 +332,12 @@ fn entities_are_updated_in_place() {
     assert_eq!(index.search("t1", &entities).unwrap().total, 1);
     entities.bands = vec!["bad".into()];
     assert_eq!(index.search("t1", &entities).unwrap().total, 0);
-    let facets = index.search("t1", &query("")).unwrap().facets;
-    assert_eq!(facets.stage.len(), 1);
-    assert_eq!(
-        (facets.stage[0].value.as_str(), facets.stage[0].count),
-        ("active", 1)
-    );
+    let mut faceted = query("");
+    faceted.facets = FacetField::ALL.to_vec();
+    let facets = index.search("t1", &faceted).unwrap().facets.unwrap();
+    let stages = facets.stage.unwrap();
+    assert_eq!(stages.len(), 1);
+    assert_eq!((stages[0].value.as_str(), stages[0].count), ("active", 1));
     // 3 events + 1 entity.
     assert_eq!(index.status().docs, 4);
 }
@@ -429,18 +432,23 @@ fn pages_by_time_and_counts_facets() {
     let mut request = query("home");
     request.sort = SortBy::TimeDesc;
     request.limit = 10;
+    request.facets = vec![FacetField::Name];
     let mut seen = Vec::new();
     loop {
         let page = index.search("t1", &request).unwrap();
         assert_eq!(page.total, 25);
+        assert!(page.total_exact);
+        let facets = page.facets.expect("facets asked for");
         assert_eq!(
-            page.facets
+            facets
                 .name
+                .expect("the name facet asked for")
                 .iter()
                 .map(|f| (f.value.as_str(), f.count))
                 .collect::<Vec<_>>(),
             [("click", 20), ("signup", 5)]
         );
+        assert_eq!((facets.stage, facets.band), (None, None), "not asked for");
         seen.extend(page.hits.into_iter().map(|hit| hit.timestamp.unwrap()));
         match page.next {
             Some(next) => request.cursor = Some(next),
@@ -449,6 +457,130 @@ fn pages_by_time_and_counts_facets() {
     }
     let expected: Vec<i64> = (0..25).rev().map(|n| 1_000 + n).collect();
     assert_eq!(seen, expected);
+}
+
+#[test]
+fn totals_stop_at_the_limit_unless_exact_or_faceted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, mut indexer) = open(dir.path());
+    let matching = TOTAL_LIMIT as i64 + 5;
+    let events: Vec<Event> = (0..matching)
+        .map(|n| {
+            let name = if n % 2 == 0 { "even" } else { "odd" };
+            event(
+                "t1",
+                EventKind::Track,
+                name,
+                "acme",
+                n,
+                r#"{"note":"common"}"#,
+            )
+        })
+        .collect();
+    let other = event(
+        "t2",
+        EventKind::Track,
+        "even",
+        "acme",
+        0,
+        r#"{"note":"common"}"#,
+    );
+    indexer
+        .apply(
+            &"0".to_owned(),
+            &[record(0, events), record(1, vec![other])],
+        )
+        .unwrap();
+    indexer.commit().unwrap();
+
+    let mut request = query("common");
+    request.doc_type = Some(DocType::Event);
+    request.limit = 10;
+    let capped = index.search("t1", &request).unwrap();
+    assert_eq!(
+        (capped.total, capped.total_exact),
+        (TOTAL_LIMIT as u64, false)
+    );
+    assert_eq!(capped.hits.len(), 10);
+    assert_eq!(capped.next.as_deref(), Some("10"));
+    assert_eq!(
+        capped.facets, None,
+        "facets are only counted when asked for"
+    );
+
+    request.exact_total = true;
+    let exact = index.search("t1", &request).unwrap();
+    assert_eq!((exact.total, exact.total_exact), (matching as u64, true));
+
+    request.exact_total = false;
+    request.facets = vec![FacetField::Name, FacetField::Band];
+    let faceted = index.search("t1", &request).unwrap();
+    assert_eq!(
+        (faceted.total, faceted.total_exact),
+        (matching as u64, true)
+    );
+    let facets = faceted.facets.unwrap();
+    let names: Vec<(String, u64)> = facets
+        .name
+        .unwrap()
+        .into_iter()
+        .map(|facet| (facet.value, facet.count))
+        .collect();
+    assert_eq!(names, [("even".to_owned(), 5003), ("odd".to_owned(), 5002)]);
+    assert_eq!(
+        facets.band,
+        Some(Vec::new()),
+        "asked for, no event has a band"
+    );
+    assert_eq!(facets.stage, None);
+
+    // Below the limit the count is exact without asking.
+    let other_tenant = index.search("t2", &query("common")).unwrap();
+    assert_eq!((other_tenant.total, other_tenant.total_exact), (1, true));
+}
+
+#[test]
+fn an_index_of_another_schema_is_replaced_by_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // What an older version might have left: another schema, a document, a payload.
+        let mut builder = tantivy::schema::Schema::builder();
+        let text = builder.add_text_field("text", tantivy::schema::TEXT);
+        let old = tantivy::Index::create_in_dir(dir.path(), builder.build()).unwrap();
+        let mut writer: tantivy::IndexWriter = old.writer_with_num_threads(1, 15_000_000).unwrap();
+        writer
+            .add_document(tantivy::doc!(text => "left over"))
+            .unwrap();
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(r#"{"shards":{"0":{"position":"9:0","last_received_at":1}}}"#);
+        prepared.commit().unwrap();
+    }
+    let (index, mut indexer) = open(dir.path());
+    assert_eq!(index.status().docs, 0);
+    assert_eq!(
+        indexer.position(&"0".to_owned()),
+        None,
+        "indexing starts from the log's start"
+    );
+    let event = event(
+        "t1",
+        EventKind::Track,
+        "signup",
+        "acme",
+        1,
+        r#"{"plan":"trial"}"#,
+    );
+    indexer
+        .apply(&"0".to_owned(), &[record(0, vec![event.clone()])])
+        .unwrap();
+    indexer.commit().unwrap();
+    drop(indexer);
+    assert_eq!(found(&index, "t1", &query("trial")), ids([&event]));
+    drop(index);
+    // Opened again with the same schema, it is kept.
+    let (index, indexer) = open(dir.path());
+    assert_eq!(index.status().docs, 2, "the event and its entity");
+    assert!(indexer.position(&"0".to_owned()).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,11 @@
 //! for `name`, `kind`, `entity`, `stage`, `band` and any property or trait), `type` = event |
 //! entity, `kind` (repeatable), `from`/`to` (event time, entities: last seen), `stage` and
 //! `band` (repeatable), `sort` = relevance | time_desc | time_asc, `limit` (1–100, default 20),
-//! `cursor`. The answer: `total`, `hits` (with highlighted `snippet`), `facets` (counts per event
-//! name, stage, band over every match), `next`, and `freshness` (the searchable commit's
-//! positions per shard and its time).
+//! `cursor`, `facets` (a comma-separated list of name, stage, band; repeatable), `exact_total` =
+//! true | false. The answer: `total` (counted up to 10,000 unless `exact_total=true` or facets
+//! are asked for) and `total_exact`, `hits` (with highlighted `snippet`), `facets` (only when
+//! asked for: counts per value over every match), `next`, and `freshness` (the searchable
+//! commit's positions per shard and its time).
 
 use crate::params::{Params, encode_cursor, ordered};
 use crate::{Error, QueryState, Result};
@@ -14,11 +16,22 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use shoal_schemas::EventKind;
-use shoal_search::{DocType, MAX_LIMIT, SearchRequest, SortBy};
+use shoal_search::{DocType, FacetField, MAX_LIMIT, SearchRequest, SortBy};
 use std::sync::Arc;
 
 const KNOWN: &[&str] = &[
-    "q", "type", "kind", "from", "to", "stage", "band", "sort", "limit", "cursor",
+    "q",
+    "type",
+    "kind",
+    "from",
+    "to",
+    "stage",
+    "band",
+    "sort",
+    "limit",
+    "cursor",
+    "facets",
+    "exact_total",
 ];
 
 pub async fn search(
@@ -87,6 +100,37 @@ fn request(params: &Params) -> Result<SearchRequest> {
     if let (Some(from), Some(to)) = (from, to) {
         ordered(from, to)?;
     }
+    let mut facets = Vec::new();
+    for name in params
+        .all("facets")
+        .into_iter()
+        .flat_map(|list| list.split(','))
+    {
+        let facet = FacetField::ALL
+            .into_iter()
+            .find(|facet| facet.as_str() == name.trim())
+            .ok_or_else(|| {
+                Error::bad(
+                    "facets",
+                    "invalid_value",
+                    format!("unknown facet {name:?}: facets are name, stage and band"),
+                )
+            })?;
+        if !facets.contains(&facet) {
+            facets.push(facet);
+        }
+    }
+    let exact_total = match params.get("exact_total") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Error::bad(
+                "exact_total",
+                "invalid_value",
+                "exact_total must be true or false",
+            ));
+        }
+    };
     let owned = |name: &str| params.all(name).into_iter().map(str::to_owned).collect();
     Ok(SearchRequest {
         query: params.get("q").unwrap_or("").to_owned(),
@@ -99,6 +143,8 @@ fn request(params: &Params) -> Result<SearchRequest> {
         sort,
         limit: params.limit(20, MAX_LIMIT)?,
         cursor: params.cursor()?,
+        facets,
+        exact_total,
     })
 }
 
@@ -117,7 +163,7 @@ mod tests {
     fn parameters_become_a_request() {
         let cursor = encode_cursor(Some("40".into())).unwrap();
         let params = Params::parse(Some(&format!(
-            "q=name%3Aexport+plan%3Atrial&type=event&kind=track&kind=page&from=1000&to=2000&stage=active&band=good&band=bad&sort=time_desc&limit=5&cursor={cursor}"
+            "q=name%3Aexport+plan%3Atrial&type=event&kind=track&kind=page&from=1000&to=2000&stage=active&band=good&band=bad&sort=time_desc&limit=5&cursor={cursor}&facets=band,name&facets=name&exact_total=true"
         )))
         .unwrap();
         let parsed = request(&params).unwrap();
@@ -134,6 +180,8 @@ mod tests {
                 sort: SortBy::TimeDesc,
                 limit: 5,
                 cursor: Some("40".into()),
+                facets: vec![FacetField::Band, FacetField::Name],
+                exact_total: true,
             }
         );
         assert_eq!(
@@ -150,6 +198,8 @@ mod tests {
             ("sort=best", "sort"),
             ("limit=101", "limit"),
             ("from=5&to=1", "from"),
+            ("facets=name,plan", "facets"),
+            ("exact_total=yes", "exact_total"),
             ("colour=red", "colour"),
         ] {
             let params = Params::parse(Some(query)).unwrap();
