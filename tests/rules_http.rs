@@ -206,6 +206,17 @@ async fn rules_change_is_rebuilt_previewed_and_activated() {
     )
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, body) = send(
+        &shoal,
+        reqwest::Method::PUT,
+        "/v1/admin/tenants/default/rules?activate=soon",
+        &admin,
+        Some("application/yaml"),
+        Some(rules(5)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "activate", "{body}");
     let (status, _) = put_rules(&shoal, &read, &rules(5)).await;
     assert_eq!(
         status,
@@ -213,12 +224,34 @@ async fn rules_change_is_rebuilt_previewed_and_activated() {
         "a read key cannot change rules"
     );
 
-    // v1.
-    let (status, body) = put_rules(&shoal, &admin, &rules(5)).await;
+    // v1, asked to go live by itself once ready.
+    let (status, body) = send(
+        &shoal,
+        reqwest::Method::PUT,
+        "/v1/admin/tenants/default/rules?activate=when_ready",
+        &admin,
+        Some("application/yaml"),
+        Some(rules(5)),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["version"], 1);
-    wait_candidate(&shoal, &admin, 1).await;
-    assert_eq!(activate(&shoal, &admin, 1).await["replaced"], Value::Null);
+    assert_eq!(
+        (body["version"].clone(), body["activate"].clone()),
+        (json!(1), json!("when_ready"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, overview) = get_json(&shoal, "/v1/rules", &read).await;
+        if overview["active"] == 1 {
+            assert_eq!(overview["candidate"], Value::Null, "{overview}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "v1 never went live by itself: {overview}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (status, v1) = get_json(&shoal, "/v1/scores/distribution", &read).await;
     assert_eq!(status, StatusCode::OK, "{v1}");
     assert_eq!(v1["version"], 1);

@@ -290,7 +290,10 @@ async fn propose_rebuild_compare_activate_and_purge() {
         Err(Error::NotFound(_))
     ));
 
-    let v1 = manager.propose("acme", (*rules(V1)).clone()).await.unwrap();
+    let v1 = manager
+        .propose("acme", (*rules(V1)).clone(), false)
+        .await
+        .unwrap();
     assert_eq!(v1, 1);
     wait_caught_up(&projector, 1).await;
     assert_eq!(manager.activate("acme", 1).await.unwrap(), None);
@@ -301,10 +304,13 @@ async fn propose_rebuild_compare_activate_and_purge() {
         .unwrap();
     assert_eq!(good.bands.get(&Band::Good), Some(&20));
 
-    let v2 = manager.propose("acme", (*rules(V2)).clone()).await.unwrap();
+    let v2 = manager
+        .propose("acme", (*rules(V2)).clone(), false)
+        .await
+        .unwrap();
     assert_eq!(v2, 2);
     // One rebuild per tenant at a time.
-    let again = manager.propose("acme", (*rules(V2)).clone()).await;
+    let again = manager.propose("acme", (*rules(V2)).clone(), false).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
     wait_caught_up(&projector, 2).await;
     // The live version still answers v1 while v2 is built.
@@ -388,7 +394,10 @@ async fn propose_rebuild_compare_activate_and_purge() {
 
     // A candidate can be abandoned; what it built goes.
     assert_eq!(
-        manager.propose("acme", (*rules(V1)).clone()).await.unwrap(),
+        manager
+            .propose("acme", (*rules(V1)).clone(), false)
+            .await
+            .unwrap(),
         3
     );
     wait_caught_up(&projector, 3).await;

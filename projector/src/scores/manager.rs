@@ -209,9 +209,11 @@ impl RulesManager {
 
     /// Stores `rules` as the tenant's candidate and starts rebuilding it from the start of the
     /// log, beside the live version. Fails with a conflict while another rebuild is on.
-    pub async fn propose(&self, tenant: &str, rules: Rules) -> Result<u32> {
+    /// With `auto_activate` the version is activated as soon as it is ready (caught up and
+    /// swept), by the sweeper's timer.
+    pub async fn propose(&self, tenant: &str, rules: Rules, auto_activate: bool) -> Result<u32> {
         let _change = self.inner.changes.lock().await;
-        let version = versions::propose(self.tables(), tenant, &rules).await?;
+        let version = versions::propose(self.tables(), tenant, &rules, auto_activate).await?;
         self.run_instance(tenant, version, Arc::new(rules))?;
         tracing::info!(tenant, version, "rules proposed; rebuilding scores");
         Ok(version)
@@ -398,6 +400,38 @@ impl RulesManager {
                 continue;
             }
             self.sweep_one(&scores).await?;
+        }
+        self.activate_ready().await
+    }
+
+    /// Activates the candidates proposed with `auto_activate` that are ready.
+    async fn activate_ready(&self) -> Result<()> {
+        let candidates: Vec<(String, u32)> = {
+            let running = lock(&self.inner.running);
+            let swept = lock(&self.inner.swept);
+            running
+                .iter()
+                .filter(|(id, scores)| {
+                    swept.contains_key(*id)
+                        && self
+                            .inner
+                            .projector
+                            .caught_up(scores.name(), scores.version())
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for (tenant, version) in candidates {
+            let pointer = versions::pointer(self.tables(), &tenant).await?;
+            if pointer.candidate != Some(version) {
+                continue;
+            }
+            let auto = versions::get(self.tables(), &tenant, version)
+                .await?
+                .is_some_and(|record| record.auto_activate);
+            if auto {
+                self.activate(&tenant, version).await?;
+            }
         }
         Ok(())
     }

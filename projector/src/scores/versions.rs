@@ -78,6 +78,8 @@ pub struct VersionRecord {
     pub status: Status,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Activated by the manager as soon as it is ready.
+    pub auto_activate: bool,
     pub document: Document,
 }
 
@@ -156,7 +158,15 @@ fn status_update(tenant: &str, version: u32, status: Status) -> TransactOp {
 
 /// Stores `rules` as the tenant's new candidate and returns its version. Fails with
 /// [`Error::Conflict`] while another candidate exists (one rebuild per tenant at a time).
-pub async fn propose(tables: &dyn Table, tenant: &str, rules: &Rules) -> Result<u32> {
+/// With `auto_activate`, the manager activates the version itself once it is ready (caught up
+/// and swept), as DESIGN.md describes; without, activation waits for an explicit call (the
+/// issue's preview-then-activate).
+pub async fn propose(
+    tables: &dyn Table,
+    tenant: &str,
+    rules: &Rules,
+    auto_activate: bool,
+) -> Result<u32> {
     let seen = pointer(tables, tenant).await?;
     if let Some(candidate) = seen.candidate {
         return Err(Error::Conflict(format!(
@@ -171,6 +181,7 @@ pub async fn propose(tables: &dyn Table, tenant: &str, rules: &Rules) -> Result<
     record.insert("document".into(), Value::S(document));
     record.insert("status".into(), Value::S(Status::Candidate.as_str().into()));
     record.insert("created_at".into(), Value::N(now));
+    record.insert("auto_activate".into(), Value::Bool(auto_activate));
     record.insert("updated_at".into(), Value::N(now));
     let mut registry = Item::new();
     registry.insert("tenant".into(), Value::S(tenant.to_owned()));
@@ -331,6 +342,7 @@ fn decode(version: u32, item: &Item, key: &Key) -> Result<VersionRecord> {
         status,
         created_at: time("created_at"),
         updated_at: time("updated_at"),
+        auto_activate: item.get("auto_activate") == Some(&Value::Bool(true)),
         document,
     })
 }

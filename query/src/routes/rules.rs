@@ -1,8 +1,9 @@
 //! Rules management, behind the admin token (DESIGN.md, "Rules and re-projection"):
-//! - `PUT /v1/admin/tenants/{tenant}/rules` — a new rules document (JSON, or YAML with
-//!   `Content-Type: application/yaml`): validated, stored as the candidate version and rebuilt
-//!   from the start of the log beside the live version; 202 with the version. 409 while another
-//!   candidate exists;
+//! - `PUT /v1/admin/tenants/{tenant}/rules[?activate=when_ready]` — a new rules document (JSON,
+//!   or YAML with `Content-Type: application/yaml`): validated, stored as the candidate version
+//!   and rebuilt from the start of the log beside the live version; 202 with the version. 409
+//!   while another candidate exists. With `activate=when_ready` it becomes live by itself once
+//!   it has caught up and been evaluated as of now;
 //! - `POST /v1/admin/tenants/{tenant}/rules/validate` — the same validation, nothing stored;
 //! - `GET /v1/admin/tenants/{tenant}/rules` — every version with its status;
 //! - `POST /v1/admin/tenants/{tenant}/rules/{version}/activate` — flips the live version to the
@@ -67,19 +68,42 @@ pub async fn put(
     State(state): State<Arc<QueryState>>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response> {
     state.require_admin(&headers).await?;
+    let params = Params::parse(raw.as_deref())?;
+    params.only(&["activate"], &[])?;
+    let auto_activate = match params.get("activate") {
+        None | Some("manual") => false,
+        Some("when_ready") => true,
+        Some(_) => {
+            return Err(Error::bad(
+                "activate",
+                "invalid_value",
+                "activate is manual (the default) or when_ready",
+            ));
+        }
+    };
     existing_tenant(&state, &tenant).await?;
     let rules = document(&headers, &body)?;
-    let version = state.rules()?.propose(&tenant, rules).await?;
+    let version = state
+        .rules()?
+        .propose(&tenant, rules, auto_activate)
+        .await?;
+    let message = if auto_activate {
+        "rebuilding from the start of the log; it becomes live as soon as it has caught up"
+    } else {
+        "rebuilding from the start of the log; activate it when it has caught up"
+    };
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({
             "tenant": tenant,
             "version": version,
             "status": "candidate",
-            "message": "rebuilding from the start of the log; activate it when it has caught up",
+            "activate": if auto_activate { "when_ready" } else { "manual" },
+            "message": message,
         })),
     )
         .into_response())
