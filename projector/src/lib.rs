@@ -19,6 +19,7 @@ mod error;
 mod flush;
 pub mod keys;
 mod projection;
+mod scan;
 pub mod scores;
 pub mod series;
 pub mod status;

@@ -158,24 +158,19 @@ pub async fn list(
     }
 }
 
-/// Calls `visit` for every entry of a version's index.
-async fn for_each(
+/// Calls `visit` for every entry of a version's index, in score order.
+pub(crate) async fn for_each(
     tables: &dyn Table,
     version: u32,
     tenant: &str,
     mut visit: impl FnMut(ScoreRow),
 ) -> Result<()> {
-    let mut query = Query::partition(index_pk(version, tenant)).limit(1000);
-    loop {
-        let page = tables.query(TableName::Views, &query).await?;
-        for (key, item) in &page.items {
-            visit(row(key, item)?);
-        }
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(()),
-        }
-    }
+    let query = Query::partition(index_pk(version, tenant)).limit(1000);
+    crate::scan::each_item(tables, TableName::Views, query, |key, item| {
+        visit(row(&key, &item)?);
+        Ok(())
+    })
+    .await
 }
 
 /// The key a stage is reported under (`-` for entities no stage matched).

@@ -9,11 +9,11 @@
 //! change with its own, newer evaluation; the sweep's history entry is then lost, never the
 //! entity's events.
 
-use super::{Cause, Entry, Scores, decode_entry, encode_entry, index_pk, state_key};
+use super::{Cause, Entry, Scores, decode_entry, encode_entry, state_key};
 use crate::projection::{Derived, POS_ATTRIBUTE};
 use crate::{Projection, Result};
 use serde::Serialize;
-use shoal_storage::{Condition, Key, Query, Table, TableName, TransactOp};
+use shoal_storage::{Condition, Key, Table, TableName, TransactOp};
 
 /// Entities read per index page and per `batch_get`.
 const PAGE: usize = 1000;
@@ -35,20 +35,7 @@ pub async fn sweep(tables: &dyn Table, scores: &Scores, now: i64) -> Result<Swee
     let version = scores.version();
     let tenant = scores.tenant();
     let mut entities = Vec::new();
-    let mut query = Query::partition(index_pk(version, tenant)).limit(PAGE);
-    loop {
-        let page = tables.query(TableName::Views, &query).await?;
-        entities.extend(
-            page.items
-                .iter()
-                .filter_map(|(_, item)| item.get("entity").and_then(|v| v.as_str()))
-                .map(str::to_owned),
-        );
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => break,
-        }
-    }
+    super::read::for_each(tables, version, tenant, |row| entities.push(row.entity)).await?;
     let mut report = SweepReport::default();
     for chunk in entities.chunks(PAGE) {
         let keys: Vec<Key> = chunk

@@ -12,6 +12,7 @@
 //! was read: two proposals for one tenant cannot both become the candidate, and an activation
 //! flips exactly the candidate it was asked to.
 
+use crate::scan::each_item;
 use crate::{Error, Result};
 use serde::Serialize;
 use shoal_rules::{Document, Rules};
@@ -292,36 +293,33 @@ pub async fn get(tables: &dyn Table, tenant: &str, version: u32) -> Result<Optio
 
 /// Every version of a tenant's rules, oldest first.
 pub async fn list(tables: &dyn Table, tenant: &str) -> Result<Vec<VersionRecord>> {
-    let mut query =
+    let query =
         Query::partition(tenant_pk(tenant)).range(shoal_storage::SortRange::Prefix("v".into()));
     let mut records = Vec::new();
-    loop {
-        let page = tables.query(TableName::Control, &query).await?;
-        for (key, item) in &page.items {
-            let Some(version) = key.sk.strip_prefix('v').and_then(|v| v.parse().ok()) else {
-                continue;
-            };
-            records.push(decode(version, item, key)?);
+    each_item(tables, TableName::Control, query, |key, item| {
+        if let Some(version) = key.sk.strip_prefix('v').and_then(|v| v.parse().ok()) {
+            records.push(decode(version, &item, &key)?);
         }
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(records),
-        }
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(records)
 }
 
 /// The tenants that have ever had rules.
 pub async fn tenants(tables: &dyn Table) -> Result<Vec<String>> {
-    let mut query = Query::partition(REGISTRY_PK);
     let mut tenants = Vec::new();
-    loop {
-        let page = tables.query(TableName::Control, &query).await?;
-        tenants.extend(page.items.into_iter().map(|(key, _)| key.sk));
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(tenants),
-        }
-    }
+    each_item(
+        tables,
+        TableName::Control,
+        Query::partition(REGISTRY_PK),
+        |key, _| {
+            tenants.push(key.sk);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(tenants)
 }
 
 fn decode(version: u32, item: &Item, key: &Key) -> Result<VersionRecord> {
