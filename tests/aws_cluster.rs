@@ -106,14 +106,24 @@ fn batch(b: usize, day: i64) -> Value {
     Value::from(events)
 }
 
-/// The lease table: owner → shards held.
-async fn lease_owners(name: &str) -> std::collections::BTreeMap<String, usize> {
+async fn clients(
+    name: &str,
+) -> (
+    shoal_storage::aws::AwsClients,
+    shoal_storage::aws::AwsConfig,
+) {
     let mut config = shoal_storage::aws::AwsConfig::new("us-east-1", name, name);
     config.kinesis_endpoint_url = Some(endpoint("SHOAL_TEST_KINESIS_ENDPOINT"));
     config.dynamodb_endpoint_url = Some(endpoint("SHOAL_TEST_DYNAMODB_ENDPOINT"));
     let clients = shoal_storage::aws::AwsClients::connect(&config)
         .await
         .expect("aws clients");
+    (clients, config)
+}
+
+/// The lease table: owner → shards held.
+async fn lease_owners(name: &str) -> std::collections::BTreeMap<String, usize> {
+    let (clients, config) = clients(name).await;
     let tables = shoal_storage::aws::DynamoTables::new(clients, &config);
     let mut owners = std::collections::BTreeMap::new();
     for lease in shoal_projector::lease::list(&tables, "projector")
@@ -185,6 +195,142 @@ async fn entity(shoal: &Shoal, key: &str, id: &str) -> Option<Value> {
     }))
 }
 
+/// The entity facts of the embedded backend fed `batches` batches.
+async fn embedded_facts(dir: &Path, batches: usize, day: i64) -> Vec<(String, Value)> {
+    let embedded = Shoal::start(dir, None);
+    let local = embedded.credentials();
+    for b in 0..batches {
+        send(&embedded, &local.write_key, &batch(b, day)).await;
+    }
+    shoal_tests::wait_caught_up(&embedded, &local.read_key, Duration::from_secs(60)).await;
+    let mut expected = Vec::new();
+    for e in 0..ENTITIES {
+        let id = format!("customer-{e}");
+        let facts = entity(&embedded, &local.read_key, &id)
+            .await
+            .expect("embedded entity");
+        assert_eq!(
+            facts["events"],
+            (batches * PER_BATCH / ENTITIES) as u64,
+            "{facts}"
+        );
+        expected.push((id, facts));
+    }
+    expected
+}
+
+/// Waits (bounded) until every entity's facts on `front` equal `expected`, then checks once
+/// more that they stay equal (nothing applied twice late).
+async fn wait_equal(front: &Shoal, read: &str, expected: &[(String, Value)]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pending = expected.to_vec();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for (id, facts) in pending {
+            if entity(front, read, &id).await.as_ref() != Some(&facts) {
+                still.push((id, facts));
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let (id, facts) = &pending[0];
+            let got = entity(front, read, id).await;
+            panic!(
+                "{} entities differ from the embedded backend after 120 s; {id}: expected {facts}, got {got:?}",
+                pending.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (id, facts) in expected {
+        assert_eq!(entity(front, read, id).await.as_ref(), Some(facts), "{id}");
+    }
+}
+
+/// Every projection applied each of `events` exactly once (stored checkpoints, summed over
+/// every shard the stream ever had).
+async fn assert_applied_once(front: &Shoal, read: &str, events: usize) {
+    let (status, body) = get_json(front, "/v1/projections", read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for projection in body["projections"].as_array().expect("projections") {
+        assert_eq!(projection["events_applied"], events as u64, "{projection}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_while_ingesting_loses_and_doubles_nothing() {
+    let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = aws_config(&name).replace("shard_count = 4", "shard_count = 2");
+    let root = tempfile::tempdir().unwrap();
+    aws_init(&root.path().join("init"), &config);
+    let front = start_role(&root.path().join("front"), &config, r#""ingest", "query""#);
+    let credentials = front.credentials();
+    let (write, read) = (credentials.write_key.clone(), credentials.read_key.clone());
+    let first = start_role(&root.path().join("p1"), &config, r#""projector""#);
+    let second = start_role(&root.path().join("p2"), &config, r#""projector""#);
+    let day = (shoal_schemas::time::now_millis() / DAY - 5) * DAY;
+
+    for b in 0..BATCHES / 3 {
+        send(&front, &write, &batch(b, day)).await;
+    }
+    // Split both shards while the rest is being ingested.
+    let ingest = {
+        let (front_url, write) = (front.base.clone(), write.clone());
+        tokio::spawn(async move {
+            for b in BATCHES / 3..BATCHES {
+                let response = client()
+                    .post(format!("{front_url}/v1/events"))
+                    .bearer_auth(&write)
+                    .body(batch(b, day).to_string())
+                    .send()
+                    .await
+                    .expect("post events");
+                assert_eq!(response.status(), StatusCode::OK);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let (clients, aws) = clients(&name).await;
+    clients
+        .kinesis()
+        .update_shard_count()
+        .stream_name(&aws.stream_name)
+        .target_shard_count(4)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("reshard");
+    ingest.await.expect("ingest task");
+
+    let expected = embedded_facts(&root.path().join("embedded"), BATCHES, day).await;
+    wait_equal(&front, &read, &expected).await;
+    // The four children got leases and were worked by the two processes.
+    let owners = lease_owners(&name).await;
+    assert_eq!(owners.values().sum::<usize>(), 6, "{owners:?}");
+    assert_applied_once(&front, &read, BATCHES * PER_BATCH).await;
+    // Both parents were read to their end (children start only after that), and the children
+    // took the events appended after the split.
+    let (_, body) = get_json(&front, "/v1/projections", &read).await;
+    for projection in body["projections"].as_array().expect("projections") {
+        let shards = projection["shards"].as_array().expect("shards");
+        let finished: Vec<&Value> = shards.iter().filter(|s| s["finished"] == true).collect();
+        assert_eq!(finished.len(), 2, "{projection}");
+        let in_parents: u64 = finished
+            .iter()
+            .map(|s| s["events_applied"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(
+            in_parents > 0 && in_parents < (BATCHES * PER_BATCH) as u64,
+            "the split did not happen mid-ingest: {projection}"
+        );
+    }
+    assert!(first.terminate() && second.terminate() && front.terminate());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projectors_share_shards_and_survive_a_sigkill() {
     let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -210,73 +356,14 @@ async fn two_projectors_share_shards_and_survive_a_sigkill() {
         send(&front, &write, &batch(b, day)).await;
     }
 
-    // The same events into the embedded backend.
-    let embedded = Shoal::start(&root.path().join("embedded"), None);
-    let local = embedded.credentials();
-    for b in 0..BATCHES {
-        send(&embedded, &local.write_key, &batch(b, day)).await;
-    }
-    shoal_tests::wait_caught_up(&embedded, &local.read_key, Duration::from_secs(60)).await;
-    let mut expected = Vec::new();
-    for e in 0..ENTITIES {
-        let id = format!("customer-{e}");
-        let facts = entity(&embedded, &local.read_key, &id)
-            .await
-            .expect("embedded entity");
-        assert_eq!(
-            facts["events"],
-            (BATCHES * PER_BATCH / ENTITIES) as u64,
-            "{facts}"
-        );
-        expected.push((id, facts));
-    }
-
+    let expected = embedded_facts(&root.path().join("embedded"), BATCHES, day).await;
     // The surviving projector takes the killed one's leases and finishes every shard.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut pending = expected.clone();
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for (id, facts) in pending {
-            if entity(&front, &read, &id).await.as_ref() != Some(&facts) {
-                still.push((id, facts));
-            }
-        }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let (id, facts) = &pending[0];
-            let got = entity(&front, &read, id).await;
-            panic!(
-                "{} entities differ from the embedded backend after 120 s; {id}: expected {facts}, got {got:?}",
-                pending.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // Exactly equal, not merely caught up: nothing counted twice after the takeover.
-    for (id, facts) in &expected {
-        assert_eq!(
-            entity(&front, &read, id).await.as_ref(),
-            Some(facts),
-            "{id}"
-        );
-    }
-
+    wait_equal(&front, &read, &expected).await;
     wait_leases(&name, &[(one, 0), (two, 4)], Duration::from_secs(30)).await;
 
     // The projection status (served by the query process from stored checkpoints) shows every
     // event applied exactly once per projection.
-    let (status, body) = get_json(&front, "/v1/projections", &read).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    for projection in body["projections"].as_array().expect("projections") {
-        assert_eq!(
-            projection["events_applied"],
-            (BATCHES * PER_BATCH) as u64,
-            "{projection}"
-        );
-    }
+    assert_applied_once(&front, &read, BATCHES * PER_BATCH).await;
     // A graceful stop hands the leases back (free, not left to expire).
     assert!(second.terminate(), "the surviving projector stops cleanly");
     assert_eq!(

@@ -222,13 +222,21 @@ impl StatusSource {
                 });
                 shards.push(self.shard_status(checkpoint, live.get(shard)));
             }
+            let progress = self.progress(live, &known, &shards);
+            // Shards this process has not listed (a reshard seen only by other processes)
+            // still count: their checkpoints are stored.
+            let mut unlisted: Vec<Checkpoint> = by_shard.into_values().collect();
+            unlisted.sort_by(|a, b| a.shard.cmp(&b.shard));
+            for checkpoint in unlisted {
+                let shard = checkpoint.shard.clone();
+                shards.push(self.shard_status(checkpoint, live.get(&shard)));
+            }
             let dead_letters = count_dead_letters(
                 self.tables.as_ref(),
                 projection.name(),
                 projection.version(),
             )
             .await?;
-            let progress = self.progress(live, &known, &shards);
             projections.push(ProjectionStatus {
                 name: projection.name().to_owned(),
                 version: projection.version(),
