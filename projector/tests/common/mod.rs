@@ -154,6 +154,13 @@ impl Table for TestTables {
         self.track(table, &update.key);
         self.inner.update(table, update).await
     }
+    async fn scan(
+        &self,
+        table: TableName,
+        scan: &shoal_storage::Scan,
+    ) -> shoal_storage::Result<Page> {
+        self.inner.scan(table, scan).await
+    }
     async fn transact(&self, ops: Vec<TransactOp>) -> shoal_storage::Result<()> {
         assert!(ops.len() <= self.max_ops, "transaction over the limit");
         self.transacts.fetch_add(1, Ordering::SeqCst);
