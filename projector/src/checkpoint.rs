@@ -136,6 +136,9 @@ pub fn commit_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Res
         Value::N(checkpoint.dead_letters as f64),
     );
     item.insert("updated_at".into(), Value::N(checkpoint.updated_at as f64));
+    if checkpoint.finished {
+        item.insert(FINISHED.into(), Value::Bool(true));
+    }
     Ok(TransactOp::Put {
         table: TableName::Control,
         key: key(projection, version, &checkpoint.shard),

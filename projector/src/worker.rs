@@ -58,7 +58,7 @@ pub(crate) async fn fold_records(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut cache = Cache::new(redrive);
+    let mut cache = Cache::new(shard.clone(), redrive);
     for chunk in unique.chunks(LOAD_CHUNK) {
         let items = tables.batch_get(projection.table(), chunk).await?;
         for (key, item) in chunk.iter().zip(items) {
@@ -208,7 +208,7 @@ impl Worker {
                         self.pause(&mut shutdown, self.config.idle_wait).await;
                         continue;
                     }
-                    Ok(true) => self.load_checkpoint().await.map(|loaded| {
+                    Ok(true) => self.start_point().await.map(|loaded| {
                         let offset = loaded.position.as_ref().and_then(|p| p.sequence.to_u64());
                         self.live.record_start(&self.shard, offset);
                         checkpoint = Some(loaded);
@@ -279,8 +279,9 @@ impl Worker {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let mut current = self.load_checkpoint().await?;
-        let before = current.events_applied + current.dead_letters;
+        let stored = self.load_checkpoint().await?;
+        let before = stored.events_applied + stored.dead_letters;
+        let mut current = self.start_point().await?;
         while !failed.load(Ordering::Relaxed) {
             if let Step::CaughtUp | Step::Finished = self.step(&mut current).await? {
                 break;
@@ -304,6 +305,28 @@ impl Worker {
             }
         }
         Ok(true)
+    }
+
+    /// The stored checkpoint; for a projection starting from nothing with seeding on, the
+    /// checkpoint its seed from the archive wrote (see `seed.rs`).
+    async fn start_point(&self) -> Result<Checkpoint> {
+        let stored = self.load_checkpoint().await?;
+        let fresh = stored.position.is_none() && !stored.finished;
+        if fresh && self.config.seed_from_archive && self.projection.name() != crate::archive::NAME
+        {
+            let seeded = crate::seed::from_archive(
+                self.projection.as_ref(),
+                self.tables.as_ref(),
+                &self.shard,
+                &self.config,
+                &self.live,
+            )
+            .await?;
+            if let Some(seeded) = seeded {
+                return Ok(seeded);
+            }
+        }
+        Ok(stored)
     }
 
     async fn load_checkpoint(&self) -> Result<Checkpoint> {

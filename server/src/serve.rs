@@ -131,11 +131,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut rules = None;
     let mut sweeper = None;
     if config.has(Role::Projector) {
+        let mut projector_config = config.projector.clone();
+        if config.storage.backend == Backend::Aws {
+            // Kinesis forgets after its retention period: new projections and rules versions
+            // replay the archive first (projector/src/seed.rs).
+            projector_config.seed_from_archive = true;
+        }
         let mut builder = Projector::new(
             log.clone(),
             table.clone(),
             shoal_projector::default_projections(),
-            config.projector.clone(),
+            projector_config,
         )?;
         if let Some(embedded) = &storage.embedded {
             builder = builder.with_embedded_heads(embedded.clone());
