@@ -46,6 +46,10 @@ shard_refresh_ms = 1000
 [search]
 enabled = false
 
+# Its events would count in the totals compared below; tests/operations.rs covers it.
+[canary]
+enabled = false
+
 [projector]
 idle_wait = 200
 batch_events = 500

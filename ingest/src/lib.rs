@@ -15,6 +15,7 @@ mod error;
 mod limits;
 pub mod parse;
 mod routes;
+mod telemetry;
 
 pub use error::{Error, ErrorBody, Result};
 pub use limits::Limits;

@@ -4,7 +4,7 @@
 
 use crate::body::{self, Budget};
 use crate::parse::{self, Context, Layout, Rejection};
-use crate::{Error, Limits, Result, admin, auth};
+use crate::{Error, Limits, Result, admin, auth, telemetry};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -160,7 +160,10 @@ async fn ingest(
     state.check_rate(&key.tenant, events.len())?;
     if !events.is_empty() {
         let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
+        let started = std::time::Instant::now();
+        let count = events.len();
         let outcomes = state.log.append(events).await?;
+        telemetry::record_append(started.elapsed(), count);
         for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
             match outcome {
                 AppendOutcome::Stored(_) => report.accepted += 1,
@@ -169,6 +172,13 @@ async fn ingest(
         }
     }
     report.rejected = report.errors.len();
+    let reasons: Vec<&'static str> = report.errors.iter().map(|e| e.rejection.code).collect();
+    telemetry::record_batch(
+        body.bytes.len(),
+        report.accepted,
+        report.duplicates.len(),
+        &reasons,
+    );
     let status = if report.accepted == 0 && report.duplicates.is_empty() {
         StatusCode::BAD_REQUEST
     } else {

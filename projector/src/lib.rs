@@ -26,6 +26,7 @@ pub mod scores;
 mod seed;
 pub mod series;
 pub mod status;
+pub mod telemetry;
 mod worker;
 
 pub use checkpoint::Checkpoint;

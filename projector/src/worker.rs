@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// Keys loaded per `batch_get` call.
 const LOAD_CHUNK: usize = 1000;
@@ -216,7 +217,10 @@ impl Worker {
                     }),
                     Err(error) => Err(error),
                 },
-                Some(current) => self.step(current).await,
+                Some(current) => {
+                    let span = tracing::debug_span!("projector_batch", projection = %name, shard = %self.shard);
+                    self.step(current).instrument(span).await
+                }
             };
             match outcome {
                 Ok(Step::Applied) => failures = 0,
@@ -252,6 +256,7 @@ impl Worker {
                         tracing::error!(projection = %name, shard = %self.shard, %error, "projector step failed; retrying from the checkpoint");
                     }
                     self.live.record_error(&self.shard, error.to_string());
+                    crate::telemetry::record_retry(&name);
                     // Re-read the checkpoint too: a flush split over transactions may have
                     // landed it although the call failed.
                     checkpoint = None;
@@ -399,7 +404,14 @@ impl Worker {
             self.projection.version(),
             &next,
         )?);
+        let started = std::time::Instant::now();
         flush::commit(self.tables.as_ref(), flush).await?;
+        crate::telemetry::record_batch(
+            self.projection.name(),
+            folded.applied,
+            folded.dead_letters,
+            started.elapsed(),
+        );
         self.live.record_applied(&self.shard, folded.applied);
         *current = next;
         Ok(Step::Applied)

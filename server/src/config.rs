@@ -26,6 +26,42 @@ pub struct Config {
     pub roles: Vec<Role>,
     pub storage: StorageSettings,
     pub aws: AwsSettings,
+    pub canary: CanarySettings,
+    pub readiness: ReadinessSettings,
+}
+
+/// The end-to-end canary (a process with the `query` role runs it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanarySettings {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// A canary not readable within this long counts as failed.
+    pub timeout_secs: u64,
+}
+
+impl Default for CanarySettings {
+    fn default() -> Self {
+        CanarySettings {
+            enabled: true,
+            interval_secs: 10,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// When `GET /readyz` says ready.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessSettings {
+    /// Unready while a live projection is further behind the newest event than this.
+    pub max_lag_secs: u64,
+}
+
+impl Default for ReadinessSettings {
+    fn default() -> Self {
+        ReadinessSettings { max_lag_secs: 60 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -174,6 +210,8 @@ impl Default for Config {
             roles: ALL_ROLES.to_vec(),
             storage: StorageSettings::default(),
             aws: AwsSettings::default(),
+            canary: CanarySettings::default(),
+            readiness: ReadinessSettings::default(),
         }
     }
 }
@@ -232,6 +270,10 @@ impl Config {
             .validate()
             .map_err(|error| anyhow::anyhow!("search.{error}"))?;
         anyhow::ensure!(!self.roles.is_empty(), "roles must name at least one role");
+        anyhow::ensure!(
+            self.canary.interval_secs > 0 && self.canary.timeout_secs > 0,
+            "canary.interval_secs and canary.timeout_secs must be > 0"
+        );
         if self.storage.backend == Backend::Embedded {
             anyhow::ensure!(
                 ALL_ROLES.iter().all(|role| self.roles.contains(role)),

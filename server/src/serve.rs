@@ -4,13 +4,15 @@
 //! in-flight appends finish, flush the projections (releasing leases on AWS) and close the log.
 
 use crate::annotate::Annotator;
+use crate::canary::{Canary, Readiness};
 use crate::config::{Backend, Config, Role, SyncSetting};
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use shoal_ingest::IngestState;
 use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
-use shoal_projector::{Ownership, Projector, StatusSource};
+use shoal_projector::{Ownership, Projector, ProjectorHandle, StatusSource};
 use shoal_query::QueryState;
 use shoal_search::{SearchFields, SearchIndex, SearchWorker};
 use shoal_storage::aws::{AwsClients, DynamoTables, KinesisLog};
@@ -21,6 +23,7 @@ use shoal_storage::{EventLog, Table};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// The opened data directory; holds its lock for as long as it lives.
 pub struct DataDir {
@@ -123,9 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tenants = Arc::new(TenantStore::new(table.clone()));
     crate::bootstrap::ensure(table.as_ref(), &tenants, &config.data_dir).await?;
 
-    let mut app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }));
+    let mut app = Router::new();
 
     let mut projector = None;
     let mut rules = None;
@@ -169,7 +170,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut search = None;
     let mut annotator = None;
+    let mut status_source = projector.as_ref().map(ProjectorHandle::status_source);
+    let mut canary = None;
     if config.has(Role::Query) {
+        if status_source.is_none() {
+            // The stored checkpoints of the projections other processes run.
+            let shards = log.shards().await?.into_iter().map(|s| s.id).collect();
+            status_source = Some(StatusSource::detached(
+                table.clone(),
+                shoal_projector::default_projections(),
+                shards,
+            ));
+        }
+        if config.canary.enabled {
+            canary = Some(Canary::spawn(
+                log.clone(),
+                table.clone(),
+                config.canary.clone(),
+            ));
+        }
         if config.search.enabled {
             let index = Arc::new(
                 SearchIndex::open(&config.search_dir(), SearchFields::All)
@@ -186,23 +205,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             search = Some((index, worker));
         }
-        let mut query_state = QueryState::new(
-            table.clone(),
-            tenants.clone(),
-            match &projector {
-                Some(handle) => handle.status_source(),
-                // The stored checkpoints of the projections other processes run.
-                None => {
-                    let shards = log.shards().await?.into_iter().map(|s| s.id).collect();
-                    StatusSource::detached(
-                        table.clone(),
-                        shoal_projector::default_projections(),
-                        shards,
-                    )
-                }
-            },
-        )
-        .with_log(log.clone());
+        let status = status_source
+            .clone()
+            .context("a query process always has a projection status")?;
+        let mut query_state =
+            QueryState::new(table.clone(), tenants.clone(), status).with_log(log.clone());
         if let Some(rules) = &rules {
             query_state = query_state.with_rules(rules.clone());
         }
@@ -220,7 +227,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Tenant and key administration comes with it.
         app = app.merge(shoal_ingest::router(ingest));
     }
-    let app = app.layer(tower_http::trace::TraceLayer::new_for_http());
+    let metrics = Arc::new(Metrics::install(status_source.clone())?);
+    let readiness = Arc::new(Readiness {
+        canary,
+        status: status_source,
+        settings: config.readiness.clone(),
+    });
+    let app = app
+        .merge(
+            Router::new()
+                .route("/metrics", get(crate::telemetry::serve_metrics))
+                .with_state(metrics),
+        )
+        .merge(
+            Router::new()
+                .route("/readyz", get(crate::canary::readyz))
+                .with_state(readiness.clone()),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &axum::http::Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %request.uri(),
+                        request_id = %id
+                    )
+                },
+            ),
+        )
+        // Outermost: every request has an id (the client's `x-request-id`, else a UUID) before
+        // it is traced, and the response carries it back.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -240,6 +286,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     tracing::info!("no longer accepting; flushing projections and closing the log");
+    if let Ok(readiness) = Arc::try_unwrap(readiness)
+        && let Some(canary) = readiness.canary
+    {
+        canary.shutdown().await;
+    }
     if let Some(annotator) = annotator {
         annotator.shutdown().await;
     }
