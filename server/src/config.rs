@@ -28,6 +28,8 @@ pub struct Config {
     pub aws: AwsSettings,
     pub canary: CanarySettings,
     pub readiness: ReadinessSettings,
+    /// After SIGTERM/SIGINT, exit anyway if stopping gracefully takes longer than this.
+    pub shutdown_grace_secs: u64,
 }
 
 /// The end-to-end canary (a process with the `query` role runs it).
@@ -212,6 +214,7 @@ impl Default for Config {
             aws: AwsSettings::default(),
             canary: CanarySettings::default(),
             readiness: ReadinessSettings::default(),
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -270,6 +273,10 @@ impl Config {
             .validate()
             .map_err(|error| anyhow::anyhow!("search.{error}"))?;
         anyhow::ensure!(!self.roles.is_empty(), "roles must name at least one role");
+        anyhow::ensure!(
+            self.shutdown_grace_secs > 0,
+            "shutdown_grace_secs must be > 0"
+        );
         anyhow::ensure!(
             self.canary.interval_secs > 0 && self.canary.timeout_secs > 0,
             "canary.interval_secs and canary.timeout_secs must be > 0"

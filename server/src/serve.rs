@@ -282,7 +282,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("shoal: listening on http://{address}");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(signals))
+        .with_graceful_shutdown(shutdown_signal(
+            signals,
+            Duration::from_secs(config.shutdown_grace_secs),
+        ))
         .await
         .context("serving HTTP")?;
     tracing::info!("no longer accepting; flushing projections and closing the log");
@@ -338,13 +341,22 @@ impl Signals {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal(mut signals: Signals) {
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once, and so does a graceful
+/// shutdown that has not finished within `grace` (a stuck request or flush must not keep the
+/// process alive forever; what was checkpointed stands, the rest is re-applied on restart).
+async fn shutdown_signal(mut signals: Signals, grace: Duration) {
     signals.next().await;
-    tracing::info!("shutting down (a second signal exits at once)");
+    tracing::info!(?grace, "shutting down (a second signal exits at once)");
     tokio::spawn(async move {
-        signals.next().await;
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
+        tokio::select! {
+            _ = signals.next() => {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(grace) => {
+                tracing::error!(?grace, "graceful shutdown did not finish in time: exiting now");
+                std::process::exit(124);
+            }
+        }
     });
 }
