@@ -20,6 +20,41 @@ pub enum Command {
     Fsync(FsyncArgs),
     /// The search index in-process: indexing rate, query latency, new-event-searchable latency.
     Search(SearchArgs),
+    /// The read side over HTTP: query latency per shape, and ingest→queryable under load.
+    Query(QueryArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// The `shoal` binary to start on a fresh temporary data directory.
+    #[arg(long, value_name = "PATH/TO/SHOAL")]
+    pub spawn: PathBuf,
+    /// A TOML config file passed to the server as `--config`.
+    #[arg(long)]
+    pub server_config: Option<PathBuf>,
+    /// Customers loaded.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub entities: u32,
+    /// Events per customer.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub events_per_entity: u32,
+    /// Metric series loaded (one day at one point a minute each).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub series: u32,
+    /// Requests timed per query shape.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub queries: u32,
+    /// Write→readable probes.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub fresh_samples: u32,
+    /// Connections sending batches during the probes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub load_connections: u32,
+    /// Events per background batch.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub load_batch: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug, Clone)]

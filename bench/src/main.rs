@@ -7,7 +7,9 @@
 //!   event and the server's peak RSS;
 //! - `fsync`: the disk's `fdatasync` latency, the floor under every durable acknowledgement;
 //! - `search`: the search index in-process: indexing rate, query latency, and the time from a
-//!   durable append to the event being searchable.
+//!   durable append to the event being searchable;
+//! - `query`: the read side over HTTP against a server it starts and fills: latency per query
+//!   shape, and ingest→queryable under load.
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
@@ -17,6 +19,7 @@ mod fsync;
 mod ids;
 mod ingest;
 mod procfs;
+mod query;
 mod report;
 mod search;
 mod server;
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Ingest(args) => ingest::run(&args),
         cli::Command::Fsync(args) => fsync::run(&args),
         cli::Command::Search(args) => search::run(&args),
+        cli::Command::Query(args) => query::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

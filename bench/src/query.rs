@@ -1,0 +1,330 @@
+//! The read side over HTTP against a release server it starts itself: query latency of the
+//! shapes dashboards use, and the time from an acknowledged write to a readable read model
+//! while ingest runs.
+//!
+//! Data: `--entities` customers with `--events-per-entity` events each (5 event names, a plan
+//! trait), and `--series` metric series of one UTC day at one point a minute. Then, one request
+//! at a time over one keep-alive connection (the latency of a request, not of a queue):
+//! - one entity (`GET /v1/entities/{id}`, a random customer);
+//! - an entity list page (`GET /v1/entities?limit=50`, with a random `trait.plan` filter);
+//! - one series over the day at 1-minute steps (`GET /v1/series?series=…&step=1m`);
+//! - the day aggregated over every series (`GET /v1/series?metric=…&step=1h&combine=sum`).
+//!
+//! Then ingest→queryable: while `--load-connections` send batches, a probe writes one event for
+//! a fresh customer and polls `GET /v1/entities/{id}` every millisecond until it answers 200.
+//! Latencies are measured by this client over loopback (HTTP included).
+
+use crate::cli::QueryArgs;
+use crate::server::SpawnedServer;
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const DAY: i64 = 86_400_000;
+const MINUTE: i64 = 60_000;
+
+pub fn run(args: &QueryArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    let mut server = SpawnedServer::start(&args.spawn, args.server_config.as_deref())?;
+    let read_key = read_key(&server)?;
+    let outcome = runtime.block_on(measure(args, &server, &read_key));
+    server.stop()?;
+    outcome
+}
+
+fn read_key(server: &SpawnedServer) -> Result<String> {
+    let path = server.data_path().join("credentials.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)?;
+    value["read_key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("credentials.json has no read_key")
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    write: String,
+    read: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: &Value) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.write)
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() || answer["rejected"] != 0 {
+            bail!("{path}: {status} {answer}");
+        }
+        Ok(())
+    }
+
+    /// GETs `path`; the status.
+    async fn get(&self, path: &str) -> Result<reqwest::StatusCode> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.read)
+            .send()
+            .await?;
+        let status = response.status();
+        // Read the whole body: the latency of an answer, not of its headers.
+        response.bytes().await?;
+        Ok(status)
+    }
+
+    async fn caught_up(&self) -> Result<bool> {
+        let response = self
+            .http
+            .get(format!("{}/v1/projections", self.base))
+            .bearer_auth(&self.read)
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        Ok(body["projections"].as_array().is_some_and(|projections| {
+            projections.iter().all(|projection| {
+                projection["shards"]
+                    .as_array()
+                    .is_some_and(|shards| shards.iter().all(|shard| shard["lag_records"] == 0))
+            })
+        }))
+    }
+}
+
+async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Result<()> {
+    let client = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?,
+        base: server.url.clone(),
+        write: server.write_key.clone(),
+        read: read_key.to_owned(),
+    };
+    let now = shoal_schemas::time::now_millis();
+    let day = (now / DAY - 2) * DAY;
+    let loading = Instant::now();
+    load_entities(&client, args, now).await?;
+    load_series(&client, args, day).await?;
+    let loaded = loading.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !client.caught_up().await? {
+        if Instant::now() > deadline {
+            bail!("the projections did not catch up within 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "loaded {} events and {} points in {:.1} s; projections caught up after {:.1} s",
+        args.entities * args.events_per_entity,
+        args.series * 1440,
+        loaded.as_secs_f64(),
+        loading.elapsed().as_secs_f64()
+    );
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let mut rows = Vec::new();
+    let entity = time(args.queries, || {
+        let id = rng.random_range(0..args.entities);
+        let path = format!("/v1/entities/customer-{id}");
+        let client = &client;
+        async move { client.get(&path).await }
+    })
+    .await?;
+    rows.push(("one entity", entity));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 1);
+    let list = time(args.queries, || {
+        let plan = ["free", "pro", "enterprise"][rng.random_range(0..3)];
+        let path = format!("/v1/entities?limit=50&trait.plan={plan}");
+        let client = &client;
+        async move { client.get(&path).await }
+    })
+    .await?;
+    rows.push(("entity list page (50, trait filter)", list));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 2);
+    let to = day + DAY - 1;
+    let series = time(args.queries, || {
+        let host = rng.random_range(0..args.series);
+        let path =
+            format!("/v1/series?series=cpu%7Bhost%3Dh{host}%7D&from={day}&to={to}&step=1m&agg=avg");
+        let client = &client;
+        async move { client.get(&path).await }
+    })
+    .await?;
+    rows.push(("one series, one day at 1 min", series));
+    let aggregate = time(args.queries.min(200), || {
+        let path = format!("/v1/series?metric=cpu&from={day}&to={to}&step=1h&agg=avg&combine=sum");
+        let client = &client;
+        async move { client.get(&path).await }
+    })
+    .await?;
+    rows.push(("one day, hourly, summed over every series", aggregate));
+    let fresh = ingest_to_queryable(&client, args, now).await?;
+    rows.push(("ingest → queryable, under load", fresh));
+
+    println!("\n| query | requests | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, histogram) in rows {
+        println!(
+            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
+            histogram.len(),
+            histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            histogram.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// Times `count` requests made one after another; microseconds.
+async fn time<F, Fut>(count: u32, mut make: F) -> Result<Histogram<u64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::StatusCode>>,
+{
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for _ in 0..count {
+        let started = Instant::now();
+        let status = make().await?;
+        if !status.is_success() {
+            bail!("a timed query answered {status}");
+        }
+        histogram.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok(histogram)
+}
+
+async fn load_entities(client: &Client, args: &QueryArgs, now: i64) -> Result<()> {
+    let names = [
+        "login",
+        "report_viewed",
+        "export",
+        "invite",
+        "billing_viewed",
+    ];
+    let mut batch = Vec::with_capacity(5000);
+    for e in 0..args.entities {
+        let plan = ["free", "pro", "enterprise"][(e % 3) as usize];
+        batch.push(json!({"kind": "identify", "entity": format!("customer-{e}"), "timestamp": now - 40 * DAY, "traits": {"plan": plan}}));
+        for n in 0..args.events_per_entity {
+            let at = now - i64::from(n % 30) * DAY - i64::from(e % 1000) * 1000;
+            batch.push(json!({"name": names[(n % 5) as usize], "entity": format!("customer-{e}"), "timestamp": at, "properties": {"seats": n % 7}}));
+        }
+        if batch.len() >= 5000 {
+            client
+                .post("/v1/events", &Value::from(std::mem::take(&mut batch)))
+                .await?;
+        }
+    }
+    if !batch.is_empty() {
+        client.post("/v1/events", &Value::from(batch)).await?;
+    }
+    Ok(())
+}
+
+async fn load_series(client: &Client, args: &QueryArgs, day: i64) -> Result<()> {
+    let mut batch = Vec::with_capacity(10_000);
+    for minute in 0..1440i64 {
+        for host in 0..args.series {
+            batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": day + minute * MINUTE, "value": f64::from(host % 100) + minute as f64 / 1440.0}));
+            if batch.len() >= 10_000 {
+                client
+                    .post("/v1/metrics", &Value::from(std::mem::take(&mut batch)))
+                    .await?;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        client.post("/v1/metrics", &Value::from(batch)).await?;
+    }
+    Ok(())
+}
+
+/// The write-to-readable latency of single events while other connections keep ingesting.
+async fn ingest_to_queryable(
+    client: &Client,
+    args: &QueryArgs,
+    now: i64,
+) -> Result<Histogram<u64>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for connection in 0..args.load_connections {
+        let (http, base, write) = (
+            client.http.clone(),
+            client.base.clone(),
+            client.write.clone(),
+        );
+        let stop = stop.clone();
+        let batch_size = args.load_batch;
+        load.push(tokio::spawn(async move {
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let events: Vec<Value> = (0..batch_size)
+                    .map(|i| json!({"name": "load", "entity": format!("load-{connection}-{}", i % 1000), "timestamp": now}))
+                    .collect();
+                let answer = http
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&write)
+                    .body(Value::from(events).to_string())
+                    .send()
+                    .await;
+                if answer.is_err() {
+                    break;
+                }
+                sent += u64::from(batch_size);
+            }
+            sent
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let started_load = Instant::now();
+    for probe in 0..args.fresh_samples {
+        let entity = format!("fresh-{probe}");
+        let started = Instant::now();
+        client
+            .post(
+                "/v1/events",
+                &json!([{"name": "probe", "entity": entity, "timestamp": now}]),
+            )
+            .await?;
+        loop {
+            if client
+                .get(&format!("/v1/entities/{entity}"))
+                .await?
+                .is_success()
+            {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("probe {probe} not readable within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        histogram.record(started.elapsed().as_micros() as u64)?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for task in load {
+        sent += task.await.unwrap_or(0);
+    }
+    println!(
+        "background load during the probes: {:.0} events/s",
+        sent as f64 / started_load.elapsed().as_secs_f64()
+    );
+    Ok(histogram)
+}
