@@ -4,8 +4,11 @@
 mod annotate;
 mod bootstrap;
 mod cli;
+mod client;
+mod commands;
 mod config;
 mod dump;
+mod import;
 mod serve;
 
 use clap::Parser;
