@@ -209,7 +209,14 @@ async fn tenants_keys_rules_and_status() {
     let rules_file = dir.path().join("rules.yaml");
     std::fs::write(&rules_file, RULES).expect("write rules");
     let rules_path = rules_file.to_str().expect("utf-8 path");
-    ok(&shoal, &["rules", "validate", rules_path]);
+    let mut command = Command::new(shoal_bin());
+    command.args(["rules", "validate", rules_path]);
+    let validated = run(command, None);
+    assert!(
+        validated.success && validated.stdout.contains("valid"),
+        "{}",
+        validated.stderr
+    );
     let applied = ok(&shoal, &["rules", "apply", "--tenant", "acme", rules_path]);
     assert!(
         applied

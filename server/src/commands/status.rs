@@ -35,7 +35,7 @@ fn render(base: &str, status: &Value) -> String {
             cell(&projection["dead_letters"]),
             lag_records(&shard_list),
             lag_ms(&shard_list),
-            state(&projection["progress"]),
+            state(&projection["progress"], &shard_list),
         ]);
         for shard in &shard_list {
             shards.push(vec![
@@ -105,13 +105,16 @@ fn lag_ms(shards: &[Value]) -> String {
         .map_or_else(|| "-".to_owned(), |max| max.to_string())
 }
 
-/// Caught up, or rebuilding at what rate, how far and how long still.
-fn state(progress: &Value) -> String {
+/// Caught up, following the log's head, or replaying at what rate, how far and how long still.
+fn state(progress: &Value, shards: &[Value]) -> String {
     if !progress.is_object() {
         return "not running here".to_owned();
     }
     if progress["caught_up"].as_bool() == Some(true) {
-        return "caught up".to_owned();
+        let idle = shards
+            .iter()
+            .all(|shard| shard["lag_records"].as_u64() == Some(0));
+        return if idle { "caught up" } else { "following" }.to_owned();
     }
     let mut text = format!(
         "catching up: {:.0} events/s",
@@ -160,6 +163,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("caught up"), "{text}");
+        assert!(!text.contains("following"), "{text}");
         assert!(
             text.contains("catching up: 1234 events/s, 25.0% done, 1m30s left"),
             "{text}"
