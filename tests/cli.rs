@@ -358,7 +358,7 @@ fn history(entities: usize, per_entity: usize) -> (String, Vec<(u64, &'static st
             text.push_str("{\"name\": \"login\"}\n");
             line += 1;
             bad.push((line, "missing"));
-            text.push_str("\n");
+            text.push('\n');
             line += 1;
         }
         if n == 250 {
