@@ -1,13 +1,27 @@
-//! The command line: `shoal [serve]` runs the product; other subcommands inspect a data
-//! directory.
+//! The command line: `shoal [serve]` runs the product; `dump` and `aws init` work on storage
+//! directly; the operator's subcommands (`status`, `tenants`, `keys`, `rules`, `dlq`,
+//! `replay`, `import`) talk to a running server's HTTP API.
 
+use crate::client::ClientArgs;
+use crate::commands::dlq::DlqCommand;
+use crate::commands::rules::RulesCommand;
+use crate::commands::tenants::{KeysCommand, TenantsCommand};
 use crate::config::{Config, Role};
+use crate::import::ImportArgs;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "shoal", version, about = "Event-sourced analytics backend")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Event-sourced analytics backend",
+    after_help = "With no subcommand, shoal serves (like `shoal serve`). The operator's subcommands \
+talk to a running server at --server (default http://127.0.0.1:8750); on the server's machine they \
+find the admin token and keys in ./shoal-data/credentials.json (or --data-dir), so nothing needs \
+configuring. `shoal <subcommand> --help` tells more."
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(
@@ -40,9 +54,47 @@ pub enum Command {
         #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
         data_dir: PathBuf,
     },
-    /// Rules documents (health scores and lifecycle stages; see docs/rules.md).
+    /// Projections, their lag per shard, dead letters, and rebuilds in progress (rate, share
+    /// done, time left); needs a read key.
+    Status(ClientArgs),
+    /// Create and list tenants (admin token).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create and revoke a tenant's API keys (admin token).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Rules documents: health scores and lifecycle stages (docs/rules.md); validate offline,
+    /// apply, activate, abandon and list with the admin token.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Dead letters: events a projection could not apply; list and re-drive them (admin token).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Rebuild a tenant's scores from the whole log: the live rules sent again as a new
+    /// version, rebuilt beside the live one, which it replaces once caught up (admin token).
+    Replay {
+        /// The projection; only scores.<tenant> can be rebuilt while the server runs.
+        #[arg(long, value_name = "scores.<TENANT>")]
+        projection: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send NDJSON events (the format of POST /v1/events, one a line) from a file or stdin to
+    /// a running server, in gzipped batches, with progress and a summary; safe to run again
+    /// (write key).
+    Import(ImportArgs),
     /// The AWS backend (Kinesis + DynamoDB, from the `[aws]` settings; see docs/aws.md).
     #[command(subcommand)]
     Aws(AwsCommand),
@@ -53,16 +105,6 @@ pub enum AwsCommand {
     /// Create the stream and the tables (with TTL where used) when missing and wait until they
     /// are active; safe to run twice.
     Init(ServeArgs),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RulesCommand {
-    /// Check a rules document (JSON for `.json`, YAML otherwise) with the server's validation;
-    /// errors name the field, line and column.
-    Validate {
-        /// The document.
-        file: PathBuf,
-    },
 }
 
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -108,8 +150,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => crate::serve::run(cli.serve.resolve()?).await,
         Some(Command::Serve(args)) => crate::serve::run(args.resolve()?).await,
         Some(Command::Dump { data_dir }) => crate::dump::run(&data_dir).await,
-        Some(Command::Rules(RulesCommand::Validate { file })) => validate_rules(&file),
         Some(Command::Aws(AwsCommand::Init(args))) => aws_init(&args.resolve()?).await,
+        Some(Command::Status(client)) => crate::commands::status::run(&client).await,
+        Some(Command::Tenants { command, client }) => {
+            crate::commands::tenants::tenants(&client, &command).await
+        }
+        Some(Command::Keys { command, client }) => {
+            crate::commands::tenants::keys(&client, &command).await
+        }
+        Some(Command::Rules(command)) => crate::commands::rules::run(&command).await,
+        Some(Command::Dlq { command, client }) => {
+            crate::commands::dlq::run(&client, &command).await
+        }
+        Some(Command::Replay { projection, client }) => {
+            crate::commands::rules::replay(&client, &projection).await
+        }
+        Some(Command::Import(args)) => crate::import::run(args).await,
     }
 }
 
@@ -121,24 +177,6 @@ async fn aws_init(config: &Config) -> anyhow::Result<()> {
     println!(
         "shoal: stream {} and tables {}-{{events,views,control}} are ready",
         aws.stream_name, aws.table_prefix
-    );
-    Ok(())
-}
-
-fn validate_rules(file: &std::path::Path) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let format = shoal_rules::Format::from_path(file);
-    let rules = shoal_rules::parse(&text, format)
-        .map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
-    let document = rules.document();
-    println!(
-        "{}: valid ({} conditions, {} stages, {} scorecards)",
-        file.display(),
-        document.conditions.len(),
-        document.stages.len(),
-        document.scorecards.len()
     );
     Ok(())
 }

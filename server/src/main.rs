@@ -5,8 +5,11 @@ mod annotate;
 mod bootstrap;
 mod canary;
 mod cli;
+mod client;
+mod commands;
 mod config;
 mod dump;
+mod import;
 mod serve;
 mod telemetry;
 
