@@ -426,7 +426,13 @@ pub fn parse_message(
             Ok(vec![make(id, entity, with_extras(properties))?])
         }
         EventKind::Identify => {
-            let traits = object_map(raw.traits, "traits")?;
+            // RudderStack's SDKs send identify traits in `context.traits` only; Segment's
+            // spec allows them there too. Top-level traits win on a clash.
+            let mut traits = match merged_context.get("traits") {
+                Some(Value::Object(map)) => map.clone(),
+                _ => Map::new(),
+            };
+            traits.extend(object_map(raw.traits, "traits")?);
             Ok(vec![make(id, entity, traits)?])
         }
         EventKind::Group => {
@@ -577,6 +583,19 @@ mod tests {
             serde_json::json!({"email":"a@b.c","seats":3})
         );
         assert_eq!(events[0].id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn identify_traits_from_context_too() {
+        let events = parse_one(
+            EventKind::Identify,
+            r#"{"userId":"u","traits":{"plan":"pro"},"context":{"traits":{"plan":"free","email":"a@b.c"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            props(&events[0]),
+            serde_json::json!({"plan":"pro","email":"a@b.c"})
+        );
     }
 
     #[test]
