@@ -276,3 +276,39 @@ async fn mackerel_tsdb_points_are_host_series() {
         json!([[from, 12.0], [from + 60_000, 15.5]])
     );
 }
+
+#[tokio::test]
+async fn over_the_tenant_rate_is_429_with_retry_after_on_every_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[limits]\ntenant_events_per_second = 3\ntenant_burst_events = 3\n";
+    let shoal = Shoal::start(dir.path(), Some(config));
+    let keys = shoal.credentials();
+    let http = client();
+    let batch = |prefix: &str| {
+        let messages: Vec<Value> = (0..3)
+            .map(|n| json!({"type": "track", "userId": "u", "event": "e", "messageId": format!("{prefix}-{n}")}))
+            .collect();
+        json!({"batch": messages})
+    };
+    let (status, answer) = send(
+        http.post(shoal.url("/v1/batch"))
+            .header("authorization", basic(&keys.write_key))
+            .json(&batch("a")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for request in [
+        http.post(shoal.url("/v1/batch"))
+            .header("authorization", basic(&keys.write_key))
+            .json(&batch("b")),
+        http.post(shoal.url("/api/v2/write"))
+            .header("authorization", format!("Token {}", keys.write_key))
+            .body("m v=1\nm v=2\nm v=3"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    assert!(shoal.terminate());
+    assert_eq!(read_log(dir.path()).await.len(), 3);
+}
