@@ -112,7 +112,7 @@ async fn line_protocol_write(
         count: max_events + 1,
         limit: max_events,
     })?;
-    let report = state.store(&key.tenant, parsed).await?;
+    let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
     let Some(first) = report.errors.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -164,7 +164,7 @@ async fn mackerel(
             .collect())
     })
     .await??;
-    let report = state.store(&key.tenant, parsed).await?;
+    let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
     let status = if report.stored_anything() || report.errors.is_empty() {
         StatusCode::OK
     } else {

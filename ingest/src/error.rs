@@ -157,11 +157,10 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = (
-            status,
-            axum::Json(serde_json::json!({ "error": self.body() })),
-        )
-            .into_response();
+        let body = self.body();
+        crate::telemetry::record_refused(body.code);
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": body }))).into_response();
         if let Some(wait) = self.retry_after() {
             // Retry-After is whole seconds; round up so a client never retries too early.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -23,6 +23,7 @@ mod limits;
 pub mod parse;
 mod routes;
 mod segment;
+mod telemetry;
 
 pub use error::{Error, ErrorBody, Result};
 pub use limits::Limits;

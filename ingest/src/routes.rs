@@ -5,7 +5,7 @@
 use crate::body::{self, Budget};
 use crate::faults::Faults;
 use crate::parse::{self, Context, Layout, Rejection};
-use crate::{Error, Limits, Result, admin, auth};
+use crate::{Error, Limits, Result, admin, auth, telemetry};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -149,7 +149,7 @@ async fn ingest(
     })
     .await??;
     let parsed = items.into_iter().enumerate().collect();
-    let report = state.store(&key.tenant, parsed).await?;
+    let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
     let status = if report.stored_anything() {
         StatusCode::OK
     } else {
@@ -183,8 +183,13 @@ pub(crate) type Parsed = (usize, std::result::Result<Event, Rejection>);
 
 impl IngestState {
     /// Rate-limits, appends the good events (returning once durable) and reports the fate of
-    /// every item.
-    pub(crate) async fn store(&self, tenant: &str, parsed: Vec<Parsed>) -> Result<BatchReport> {
+    /// every item. `body_bytes` is the request's size, for the ingest metrics.
+    pub(crate) async fn store(
+        &self,
+        tenant: &str,
+        body_bytes: usize,
+        parsed: Vec<Parsed>,
+    ) -> Result<BatchReport> {
         let mut report = BatchReport::default();
         let mut events = Vec::with_capacity(parsed.len());
         let mut indexes = Vec::with_capacity(parsed.len());
@@ -200,7 +205,10 @@ impl IngestState {
         self.check_rate(tenant, events.len())?;
         if !events.is_empty() {
             let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
+            let started = std::time::Instant::now();
+            let count = events.len();
             let outcomes = self.log.append(events).await?;
+            telemetry::record_append(started.elapsed(), count);
             for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
                 match outcome {
                     AppendOutcome::Stored(_) => report.accepted += 1,
@@ -214,6 +222,13 @@ impl IngestState {
             }
         }
         report.rejected = report.errors.len();
+        let reasons: Vec<&'static str> = report.errors.iter().map(|e| e.rejection.code).collect();
+        telemetry::record_batch(
+            body_bytes,
+            report.accepted,
+            report.duplicates.len(),
+            &reasons,
+        );
         Ok(report)
     }
 }

@@ -124,7 +124,7 @@ async fn handle(
     })
     .await??;
 
-    let report = state.store(&key.tenant, parsed).await?;
+    let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
     if report.stored_anything() || report.errors.is_empty() {
         let answer = Answer {
             success: true,

@@ -1,7 +1,9 @@
 //! The `archive` projection: every event, immutable, in the `events` table.
 //!
 //! Layout: PK `<tenant>#<entity>` (the log's partition key), SK `<timestamp, 20 digits>#<id>`,
-//! attribute `event` = the event envelope as JSON (properties kept as the client's text).
+//! attributes `event` = the event envelope as JSON (properties kept as the client's text),
+//! `shard` and `position` = where the event is in the log, so a rebuild can replay the archive
+//! in log order instead of the stream (`seed.rs`: the stream keeps only its retention period).
 //!
 //! Idempotence: the key is a function of the event and the item is exactly the event, so a
 //! replay rewrites identical bytes (a blind put, no read); an event re-sent with the same id
@@ -12,12 +14,14 @@ use crate::keys::{padded_millis, push_padded_millis};
 use crate::projection::{Derived, State};
 use crate::{Cache, Error, PoisonError, Projection, Result};
 use serde::Serialize;
-use shoal_schemas::{Event, Position, keys::partition_key};
+use shoal_schemas::{Event, Position, ShardId, keys::partition_key};
 use shoal_storage::{Item, Key, Query, SortRange, Table, TableName, Value};
 use std::fmt::Write as _;
 
 pub const NAME: &str = "archive";
 const EVENT_ATTRIBUTE: &str = "event";
+pub(crate) const SHARD_ATTRIBUTE: &str = "shard";
+pub(crate) const POSITION_ATTRIBUTE: &str = "position";
 
 /// The archive projection (unversioned keys: the archive is the same in every version).
 #[derive(Debug, Default)]
@@ -55,7 +59,7 @@ impl Projection for Archive {
     fn fold(
         &self,
         event: &Event,
-        _position: &Position,
+        position: &Position,
         cache: &mut Cache,
     ) -> std::result::Result<(), PoisonError> {
         // Sized for the envelope around the properties, so the text is not grown step by step
@@ -69,6 +73,8 @@ impl Projection for Archive {
             .map_err(|error| PoisonError::new(format!("cannot encode the event: {error}")))?;
         let mut item = Item::new();
         item.insert(EVENT_ATTRIBUTE.into(), Value::S(json));
+        item.insert(SHARD_ATTRIBUTE.into(), Value::S(cache.shard().to_owned()));
+        item.insert(POSITION_ATTRIBUTE.into(), Value::S(position.to_string()));
         cache.put(TableName::Events, event_key(event), item);
         Ok(())
     }
@@ -79,6 +85,26 @@ impl Projection for Archive {
             "the archive has no read-modify-write items",
         ))
     }
+}
+
+/// An archived event with where it was in the log; `None` for items written before the
+/// archive recorded positions.
+pub(crate) fn decode_item(key: &Key, item: &Item) -> Result<Option<(ShardId, Position, Event)>> {
+    let (Some(shard), Some(position)) = (
+        item.get(SHARD_ATTRIBUTE).and_then(Value::as_str),
+        item.get(POSITION_ATTRIBUTE).and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    let position =
+        Position::parse(position).map_err(|error| Error::corrupt(key, error.to_string()))?;
+    let text = item
+        .get(EVENT_ATTRIBUTE)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::corrupt(key, "missing event"))?;
+    let event: Event =
+        serde_json::from_str(text).map_err(|error| Error::corrupt(key, error.to_string()))?;
+    Ok(Some((shard.to_owned(), position, event)))
 }
 
 /// A page of an entity's raw events, newest first.

@@ -35,6 +35,9 @@ pub struct Checkpoint {
     pub dead_letters: u64,
     /// When this checkpoint was written (ms).
     pub updated_at: i64,
+    /// The shard is closed (split or merged) and every event in it was applied: its children
+    /// may start.
+    pub finished: bool,
 }
 
 fn serialize_position<S: serde::Serializer>(
@@ -70,6 +73,7 @@ fn decode(shard: ShardId, item: &Item, key: &Key) -> Result<Checkpoint> {
         events_applied: number(item, "events_applied").unwrap_or(0.0) as u64,
         dead_letters: number(item, "dead_letters").unwrap_or(0.0) as u64,
         updated_at: number(item, "updated_at").unwrap_or(0.0) as i64,
+        finished: matches!(item.get(FINISHED), Some(Value::Bool(true))),
     })
 }
 
@@ -132,11 +136,49 @@ pub fn commit_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Res
         Value::N(checkpoint.dead_letters as f64),
     );
     item.insert("updated_at".into(), Value::N(checkpoint.updated_at as f64));
+    if checkpoint.finished {
+        item.insert(FINISHED.into(), Value::Bool(true));
+    }
     Ok(TransactOp::Put {
         table: TableName::Control,
         key: key(projection, version, &checkpoint.shard),
         item,
         condition: Some(forward_only(sortable)),
+    })
+}
+
+const FINISHED: &str = "finished";
+
+/// Marks a closed shard finished once its worker has read it to the end: the same checkpoint
+/// with `finished` set, on condition that nobody moved it meanwhile.
+pub fn finish_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Result<TransactOp> {
+    let key = key(projection, version, &checkpoint.shard);
+    let Some(position) = &checkpoint.position else {
+        // A closed shard that never held an event: nothing to apply, nothing to race.
+        let mut item = Item::new();
+        item.insert(FINISHED.into(), Value::Bool(true));
+        item.insert("updated_at".into(), Value::N(checkpoint.updated_at as f64));
+        return Ok(TransactOp::Put {
+            table: TableName::Control,
+            key,
+            item,
+            condition: Some(Condition::NotExists(POS_ATTRIBUTE.into())),
+        });
+    };
+    let TransactOp::Put { mut item, .. } = commit_op(projection, version, checkpoint)? else {
+        return Err(Error::InvalidArgument(
+            "a checkpoint commit is a put".into(),
+        ));
+    };
+    item.insert(FINISHED.into(), Value::Bool(true));
+    Ok(TransactOp::Put {
+        table: TableName::Control,
+        key,
+        item,
+        condition: Some(Condition::Eq(
+            POS_ATTRIBUTE.into(),
+            Value::S(position.sortable()),
+        )),
     })
 }
 

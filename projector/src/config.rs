@@ -30,6 +30,13 @@ pub struct ProjectorConfig {
     /// How many times a fold is tried on one event before it is dead-lettered. A fold is pure,
     /// so one try decides; more only guard against a projection that is not.
     pub poison_attempts: u32,
+    /// A projection starting from nothing first replays the archive (the `events` table) up to
+    /// the archive's checkpoint, then follows the log from there (`seed.rs`). For logs that
+    /// forget (Kinesis keeps 24 h by default); the embedded log keeps everything.
+    pub seed_from_archive: bool,
+    /// Segments of the archive scan when seeding; a segment of one shard is held in memory at
+    /// a time, so more segments mean less memory.
+    pub seed_segments: u32,
 }
 
 impl Default for ProjectorConfig {
@@ -40,6 +47,8 @@ impl Default for ProjectorConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             poison_attempts: 2,
+            seed_from_archive: false,
+            seed_segments: 16,
         }
     }
 }
@@ -60,6 +69,12 @@ impl ProjectorConfig {
             return Err(Error::InvalidArgument(
                 "poison_attempts must be at least 1".into(),
             ));
+        }
+        if self.seed_segments == 0 || self.seed_segments > shoal_storage::MAX_SCAN_SEGMENTS {
+            return Err(Error::InvalidArgument(format!(
+                "seed_segments must be 1 to {}",
+                shoal_storage::MAX_SCAN_SEGMENTS
+            )));
         }
         Ok(())
     }

@@ -1,22 +1,38 @@
-//! The projector: one worker task per (projection, shard), started together and stopped
-//! together.
+//! The projector: one worker task per (projection, shard) this process owns.
 //!
 //! Each projection has its own checkpoints, so a slow projection (the archive writes one item per
 //! event) never holds back a fast one's freshness, and a projection can be rebuilt alone under a
 //! new version. Dead letters can be re-driven here too ([`redrive`]).
+//!
+//! Which shards a process works is its [`Ownership`]: every shard (the embedded default, one
+//! process), or the shards whose lease it holds ([`crate::lease`], several projector processes
+//! on one Kinesis stream). Ownership only spreads the work: correctness never depends on it,
+//! since every item write is conditional on its last applied position (`flush.rs`), so two
+//! workers on one shard for a moment (a lease stolen mid-batch) cost a retry, not a double count.
 
 use crate::deadletter::{self, DeadLetter};
+use crate::lease::{self, LeaseConfig};
 use crate::status::{Live, StatusSource};
 use crate::worker::{Worker, fold_records};
 use crate::{Error, Projection, ProjectorConfig, Result, flush};
 use shoal_schemas::{Position, ShardId};
 use shoal_storage::embedded::EmbeddedLog;
-use shoal_storage::{EventLog, Table, TableName, TransactOp};
-use std::collections::HashMap;
+use shoal_storage::{EventLog, ShardInfo, Table, TableName, TransactOp};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Which shards this process works.
+#[derive(Clone, Debug, Default)]
+pub enum Ownership {
+    /// Every shard of the log (one projector process).
+    #[default]
+    All,
+    /// The shards whose lease this process holds in the `control` table.
+    Leases(LeaseConfig),
+}
 
 /// The projector, before it runs.
 pub struct Projector {
@@ -25,6 +41,7 @@ pub struct Projector {
     projections: Vec<Arc<dyn Projection>>,
     config: ProjectorConfig,
     embedded: Option<Arc<EmbeddedLog>>,
+    ownership: Ownership,
 }
 
 impl Projector {
@@ -48,6 +65,7 @@ impl Projector {
             projections,
             config,
             embedded: None,
+            ownership: Ownership::All,
         })
     }
 
@@ -57,36 +75,55 @@ impl Projector {
         self
     }
 
-    /// Starts every worker and returns at once.
+    /// Which shards to work (every shard by default).
+    pub fn with_ownership(mut self, ownership: Ownership) -> Result<Projector> {
+        if let Ownership::Leases(config) = &ownership {
+            config.validate()?;
+        }
+        self.ownership = ownership;
+        Ok(self)
+    }
+
+    /// Starts every worker (or, with leases, the lease coordinator, which starts the workers of
+    /// each shard it takes) and returns at once.
     pub async fn spawn(self) -> Result<ProjectorHandle> {
-        let shards: Vec<ShardId> = self
-            .log
-            .shards()
-            .await?
-            .into_iter()
-            .map(|info| info.id)
-            .collect();
+        let shards = self.log.shards().await?;
         let handle = ProjectorHandle {
             inner: Arc::new(Running {
                 status: StatusSource {
                     tables: Arc::clone(&self.tables),
                     projections: Arc::default(),
-                    shards: shards.clone(),
+                    shards: Arc::new(RwLock::new(shards.iter().map(|s| s.id.clone()).collect())),
                     embedded: self.embedded,
                 },
                 log: self.log,
                 tables: self.tables,
                 config: self.config,
-                shards,
-                groups: Mutex::default(),
+                state: Mutex::default(),
+                coordinator: Mutex::default(),
             }),
         };
         for projection in &self.projections {
             handle.add(Arc::clone(projection))?;
         }
+        match self.ownership {
+            Ownership::All => {
+                for shard in shards {
+                    handle.own(shard);
+                }
+            }
+            Ownership::Leases(config) => {
+                let coordinator = lease::Coordinator::spawn(handle.clone(), config);
+                *handle
+                    .inner
+                    .coordinator
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(coordinator);
+            }
+        }
         tracing::info!(
             projections = self.projections.len(),
-            shards = handle.inner.shards.len(),
+            shards = handle.shard_ids().len(),
             "projector started"
         );
         Ok(handle)
@@ -101,25 +138,40 @@ impl Projector {
     }
 }
 
-/// The workers of one projection (one per shard).
-struct Group {
+/// One worker task and the switch that stops it.
+struct WorkerTask {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
+}
+
+/// The workers of one projection (one per owned shard).
+struct Group {
+    projection: Arc<dyn Projection>,
+    config: ProjectorConfig,
+    workers: HashMap<ShardId, WorkerTask>,
     live: Arc<Live>,
+}
+
+/// What changes while the projector runs: the shards owned here and the projections running.
+/// One lock for both, so a shard taken while a projection is added gets exactly one worker.
+#[derive(Default)]
+struct State {
+    owned: BTreeMap<ShardId, ShardInfo>,
+    groups: HashMap<(String, u32), Group>,
 }
 
 struct Running {
     log: Arc<dyn EventLog>,
     tables: Arc<dyn Table>,
     config: ProjectorConfig,
-    shards: Vec<ShardId>,
-    groups: Mutex<HashMap<(String, u32), Group>>,
+    state: Mutex<State>,
     status: StatusSource,
+    coordinator: Mutex<Option<lease::Coordinator>>,
 }
 
 /// A running projector. Projections can be added and removed while it runs (a rules version's
-/// rebuild starts beside the live version and the live version stops when it is replaced).
-/// Cheap to clone.
+/// rebuild starts beside the live version and the live version stops when it is replaced), and
+/// shards can be taken and given up (leases). Cheap to clone.
 #[derive(Clone)]
 pub struct ProjectorHandle {
     inner: Arc<Running>,
@@ -131,14 +183,103 @@ impl ProjectorHandle {
         self.inner.status.clone()
     }
 
-    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Group>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner
-            .groups
+            .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts one worker per shard for `projection`, from its checkpoints.
+    /// Every shard of the log known here (owned or not).
+    pub fn shard_ids(&self) -> Vec<ShardId> {
+        self.inner
+            .status
+            .shards
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The shards this process works now.
+    pub fn owned_shards(&self) -> Vec<ShardId> {
+        self.state().owned.keys().cloned().collect()
+    }
+
+    pub(crate) fn log(&self) -> &Arc<dyn EventLog> {
+        &self.inner.log
+    }
+
+    pub(crate) fn tables(&self) -> &Arc<dyn Table> {
+        &self.inner.tables
+    }
+
+    /// Records the log's current shards (after a reshard) for status and catch-up checks.
+    pub(crate) fn set_known_shards(&self, shards: &[ShardInfo]) {
+        *self
+            .inner
+            .status
+            .shards
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            shards.iter().map(|s| s.id.clone()).collect();
+    }
+
+    fn spawn_worker(
+        &self,
+        projection: &Arc<dyn Projection>,
+        config: &ProjectorConfig,
+        live: &Arc<Live>,
+        shard: &ShardInfo,
+    ) -> WorkerTask {
+        let (stop, stopped) = watch::channel(false);
+        let worker = Worker {
+            log: Arc::clone(&self.inner.log),
+            tables: Arc::clone(&self.inner.tables),
+            projection: Arc::clone(projection),
+            config: config.clone(),
+            shard: shard.id.clone(),
+            parents: shard.parents.clone(),
+            live: Arc::clone(live),
+        };
+        WorkerTask {
+            stop,
+            task: tokio::spawn(worker.run(stopped)),
+        }
+    }
+
+    /// Starts the workers of every running projection on `shard`; nothing when already owned.
+    pub(crate) fn own(&self, shard: ShardInfo) {
+        let mut state = self.state();
+        if state.owned.contains_key(&shard.id) {
+            return;
+        }
+        let State { owned, groups } = &mut *state;
+        for group in groups.values_mut() {
+            let task = self.spawn_worker(&group.projection, &group.config, &group.live, &shard);
+            group.workers.insert(shard.id.clone(), task);
+        }
+        owned.insert(shard.id.clone(), shard);
+    }
+
+    /// Stops the workers of `shard` (each after flushing and checkpointing the batch in hand)
+    /// and waits for them; false when the shard was not owned.
+    pub(crate) async fn disown(&self, shard: &ShardId) -> bool {
+        let tasks: Vec<WorkerTask> = {
+            let mut state = self.state();
+            if state.owned.remove(shard).is_none() {
+                return false;
+            }
+            state
+                .groups
+                .values_mut()
+                .filter_map(|group| group.workers.remove(shard))
+                .collect()
+        };
+        stop_tasks(tasks).await;
+        true
+    }
+
+    /// Starts one worker per owned shard for `projection`, from its checkpoints.
     pub fn add(&self, projection: Arc<dyn Projection>) -> Result<()> {
         self.add_with(projection, self.inner.config.clone())
     }
@@ -153,78 +294,102 @@ impl ProjectorHandle {
     pub fn add_with(&self, projection: Arc<dyn Projection>, config: ProjectorConfig) -> Result<()> {
         config.validate()?;
         let id = (projection.name().to_owned(), projection.version());
-        let mut groups = self.groups();
-        if groups.contains_key(&id) {
+        let mut state = self.state();
+        if state.groups.contains_key(&id) {
             return Err(Error::Conflict(format!(
                 "projection {} version {} is already running",
                 id.0, id.1
             )));
         }
-        let (stop, stopped) = watch::channel(false);
         let live = Arc::new(Live::default());
-        let tasks = self
-            .inner
-            .shards
-            .iter()
+        let workers = state
+            .owned
+            .values()
             .map(|shard| {
-                let worker = Worker {
-                    log: Arc::clone(&self.inner.log),
-                    tables: Arc::clone(&self.inner.tables),
-                    projection: Arc::clone(&projection),
-                    config: config.clone(),
-                    shard: shard.clone(),
-                    live: Arc::clone(&live),
-                };
-                tokio::spawn(worker.run(stopped.clone()))
+                let task = self.spawn_worker(&projection, &config, &live, shard);
+                (shard.id.clone(), task)
             })
             .collect();
         self.inner
             .status
             .insert(Arc::clone(&projection), Arc::clone(&live));
-        groups.insert(id, Group { stop, tasks, live });
+        state.groups.insert(
+            id,
+            Group {
+                projection,
+                config,
+                workers,
+                live,
+            },
+        );
         Ok(())
     }
 
     /// Stops `name` version `version` (each worker after its current flush); false when it was
     /// not running.
     pub async fn remove(&self, name: &str, version: u32) -> bool {
-        let group = self.groups().remove(&(name.to_owned(), version));
+        let group = self.state().groups.remove(&(name.to_owned(), version));
         let Some(group) = group else {
             return false;
         };
         self.inner.status.remove(name, version);
-        stop_group(group).await;
+        stop_tasks(group.workers.into_values().collect()).await;
         true
     }
 
-    /// Whether every shard's worker of `name` version `version` has reached the head of its
-    /// shard at least once since it started (it now follows the log's head).
+    /// Whether the worker of `name` version `version` on every shard of the log has reached
+    /// the head of its shard at least once since it started (it now follows the log's head).
+    /// Shards worked by another process never count as caught up here, so with leases spread
+    /// over several processes this stays false: conservative, never early.
     pub fn caught_up(&self, name: &str, version: u32) -> bool {
-        self.groups()
+        let shards = self.shard_ids();
+        self.state()
+            .groups
             .get(&(name.to_owned(), version))
-            .is_some_and(|group| group.live.caught_up(&self.inner.shards))
+            .is_some_and(|group| group.live.caught_up(&shards))
     }
 
     /// Whether `name` version `version` is running here.
     pub fn is_running(&self, name: &str, version: u32) -> bool {
-        self.groups().contains_key(&(name.to_owned(), version))
+        self.state()
+            .groups
+            .contains_key(&(name.to_owned(), version))
     }
 
     /// Stops every worker: each finishes (flushes and checkpoints) the batch in hand, then ends.
+    /// With leases, the coordinator then gives its leases back so other processes take the
+    /// shards at once instead of after the lease expires.
     pub async fn shutdown(&self) {
-        let groups: Vec<Group> = self.groups().drain().map(|(_, group)| group).collect();
-        for group in groups {
-            stop_group(group).await;
+        let coordinator = self
+            .inner
+            .coordinator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(coordinator) = coordinator {
+            coordinator.shutdown().await;
         }
+        let tasks: Vec<WorkerTask> = {
+            let mut state = self.state();
+            state.owned.clear();
+            state
+                .groups
+                .drain()
+                .flat_map(|(_, group)| group.workers.into_values())
+                .collect()
+        };
+        stop_tasks(tasks).await;
         tracing::info!("projector stopped");
     }
 }
 
-async fn stop_group(group: Group) {
-    // Receivers outlive the send only inside running workers; an error means all stopped.
-    let _ = group.stop.send(true);
-    for task in group.tasks {
-        if let Err(error) = task.await {
+async fn stop_tasks(tasks: Vec<WorkerTask>) {
+    // Receivers outlive the send only inside running workers; an error means it stopped.
+    for task in &tasks {
+        let _ = task.stop.send(true);
+    }
+    for task in tasks {
+        if let Err(error) = task.task.await {
             tracing::error!(%error, "a projector worker panicked");
         }
     }

@@ -54,6 +54,12 @@ pub fn checkpoint_pk(projection: &str, version: u32) -> String {
     format!("_projector{SEPARATOR}checkpoint{SEPARATOR}{projection}{SEPARATOR}v{version}")
 }
 
+/// The `control` partition of the shard leases of a group of projector processes:
+/// `_projector#lease#<group>`, sort key `<shard>`.
+pub fn lease_pk(group: &str) -> String {
+    format!("_projector{SEPARATOR}lease{SEPARATOR}{group}")
+}
+
 /// The `control` partition of a projection's dead letters:
 /// `_projector#deadletter#<name>#v<version>`, sort key `<shard>#<sortable position>`.
 pub fn dead_letter_pk(projection: &str, version: u32) -> String {

@@ -1,7 +1,8 @@
 //! Shoal's projector: replays the immutable log into read models, with exactly-once effects over
 //! at-least-once delivery (DESIGN.md, "Projector" and "Projections").
 //!
-//! - [`Projector`] runs one worker per (projection, shard) (`engine.rs`, `worker.rs`);
+//! - [`Projector`] runs one worker per (projection, shard) (`engine.rs`, `worker.rs`); with
+//!   several projector processes on one log, each works the shards whose [`lease`] it holds;
 //! - [`Projection`] and its write-back [`Cache`] (`projection.rs`), flushed with the checkpoint
 //!   (`flush.rs` holds the exactly-once design note);
 //! - [`checkpoint`], [`deadletter`] and [`status`] live in the `control` table;
@@ -18,18 +19,22 @@ pub mod entities;
 mod error;
 mod flush;
 pub mod keys;
+pub mod lease;
 mod projection;
 mod scan;
 pub mod scores;
+mod seed;
 pub mod series;
 pub mod status;
+pub mod telemetry;
 mod worker;
 
 pub use checkpoint::Checkpoint;
 pub use config::ProjectorConfig;
 pub use deadletter::DeadLetter;
-pub use engine::{Projector, ProjectorHandle, redrive};
+pub use engine::{Ownership, Projector, ProjectorHandle, redrive};
 pub use error::{Error, PoisonError, Result};
+pub use lease::LeaseConfig;
 pub use projection::{Cache, Derived, POS_ATTRIBUTE, Projection, State};
 pub use status::{Freshness, Progress, ProjectionsStatus, StatusSource, freshness};
 pub use worker::catch_up;

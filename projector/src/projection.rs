@@ -22,7 +22,7 @@
 //! only its `pos` advances, which records "this event was considered").
 
 use crate::{PoisonError, Result};
-use shoal_schemas::{Event, Position};
+use shoal_schemas::{Event, Position, ShardId};
 use shoal_storage::{Item, Key, TableName};
 use std::any::Any;
 use std::collections::HashMap;
@@ -94,16 +94,24 @@ pub struct Cache {
     current: String,
     /// Re-drive of a dead letter: apply even where an item's `pos` is newer, and keep that `pos`.
     redrive: bool,
+    /// The shard the events come from.
+    shard: ShardId,
 }
 
 impl Cache {
-    pub(crate) fn new(redrive: bool) -> Self {
+    pub(crate) fn new(shard: ShardId, redrive: bool) -> Self {
         Cache {
             entries: HashMap::new(),
             puts: HashMap::new(),
             current: String::new(),
             redrive,
+            shard,
         }
+    }
+
+    /// The shard the events being folded come from.
+    pub fn shard(&self) -> &str {
+        &self.shard
     }
 
     pub(crate) fn insert(&mut self, key: Key, state: State, stored_pos: Option<String>) {
@@ -190,7 +198,7 @@ mod tests {
     #[test]
     fn skips_events_an_item_already_holds() {
         let key = Key::new("p", "s");
-        let mut cache = Cache::new(false);
+        let mut cache = Cache::new("shard-0".into(), false);
         cache.insert(key.clone(), Box::new(0u32), Some(at(10).sortable()));
         cache.begin_event(&at(9));
         assert!(cache.get_mut::<u32>(&key).is_none());
@@ -206,7 +214,7 @@ mod tests {
     #[test]
     fn redrive_applies_and_keeps_the_newer_position() {
         let key = Key::new("p", "s");
-        let mut cache = Cache::new(true);
+        let mut cache = Cache::new("shard-0".into(), true);
         cache.insert(key.clone(), Box::new(0u32), Some(at(10).sortable()));
         cache.begin_event(&at(3));
         assert!(cache.get_mut::<u32>(&key).is_some());

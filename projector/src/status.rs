@@ -152,11 +152,31 @@ pub(crate) type Running = Vec<(Arc<dyn Projection>, Arc<Live>)>;
 pub struct StatusSource {
     pub(crate) tables: Arc<dyn Table>,
     pub(crate) projections: Arc<RwLock<Running>>,
-    pub(crate) shards: Vec<ShardId>,
+    /// Every shard of the log (refreshed after a reshard).
+    pub(crate) shards: Arc<RwLock<Vec<ShardId>>>,
     pub(crate) embedded: Option<Arc<EmbeddedLog>>,
 }
 
 impl StatusSource {
+    /// The status of projections run by other processes: their stored checkpoints, with no
+    /// live facts (a query process beside separate projector processes).
+    pub fn detached(
+        tables: Arc<dyn Table>,
+        projections: Vec<Arc<dyn Projection>>,
+        shards: Vec<ShardId>,
+    ) -> StatusSource {
+        let running = projections
+            .into_iter()
+            .map(|projection| (projection, Arc::new(Live::default())))
+            .collect();
+        StatusSource {
+            tables,
+            projections: Arc::new(RwLock::new(running)),
+            shards: Arc::new(RwLock::new(shards)),
+            embedded: None,
+        }
+    }
+
     pub(crate) fn insert(&self, projection: Arc<dyn Projection>, live: Arc<Live>) {
         self.projections
             .write()
@@ -177,6 +197,11 @@ impl StatusSource {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let known = self
+            .shards
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut projections = Vec::new();
         for (projection, live) in &running {
             let stored = checkpoint::list(
@@ -190,12 +215,21 @@ impl StatusSource {
                 .map(|checkpoint| (checkpoint.shard.clone(), checkpoint))
                 .collect();
             let mut shards = Vec::new();
-            for shard in &self.shards {
+            for shard in &known {
                 let checkpoint = by_shard.remove(shard).unwrap_or_else(|| Checkpoint {
                     shard: shard.clone(),
                     ..Checkpoint::default()
                 });
                 shards.push(self.shard_status(checkpoint, live.get(shard)));
+            }
+            let progress = self.progress(live, &known, &shards);
+            // Shards this process has not listed (a reshard seen only by other processes)
+            // still count: their checkpoints are stored.
+            let mut unlisted: Vec<Checkpoint> = by_shard.into_values().collect();
+            unlisted.sort_by(|a, b| a.shard.cmp(&b.shard));
+            for checkpoint in unlisted {
+                let shard = checkpoint.shard.clone();
+                shards.push(self.shard_status(checkpoint, live.get(&shard)));
             }
             let dead_letters = count_dead_letters(
                 self.tables.as_ref(),
@@ -203,7 +237,6 @@ impl StatusSource {
                 projection.version(),
             )
             .await?;
-            let progress = self.progress(live, &shards);
             projections.push(ProjectionStatus {
                 name: projection.name().to_owned(),
                 version: projection.version(),
@@ -216,12 +249,12 @@ impl StatusSource {
         Ok(ProjectionsStatus { projections })
     }
 
-    fn progress(&self, live: &Live, shards: &[ShardStatus]) -> Progress {
+    fn progress(&self, live: &Live, known: &[ShardId], shards: &[ShardStatus]) -> Progress {
         let elapsed = live.started.elapsed().as_secs_f64().max(1e-3);
-        let facts: Vec<LiveShard> = self.shards.iter().map(|shard| live.get(shard)).collect();
+        let facts: Vec<LiveShard> = known.iter().map(|shard| live.get(shard)).collect();
         let replayed: u64 = facts.iter().map(|f| f.applied_since_start).sum();
         let mut progress = Progress {
-            caught_up: live.caught_up(&self.shards),
+            caught_up: live.caught_up(known),
             events_replayed: replayed,
             events_per_second: replayed as f64 / elapsed,
             fraction_done: None,

@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// Keys loaded per `batch_get` call.
 const LOAD_CHUNK: usize = 1000;
@@ -58,7 +59,7 @@ pub(crate) async fn fold_records(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut cache = Cache::new(redrive);
+    let mut cache = Cache::new(shard.clone(), redrive);
     for chunk in unique.chunks(LOAD_CHUNK) {
         let items = tables.batch_get(projection.table(), chunk).await?;
         for (key, item) in chunk.iter().zip(items) {
@@ -145,6 +146,7 @@ pub async fn catch_up(
                 projection: Arc::clone(projection),
                 config: config.clone(),
                 shard: shard.id.clone(),
+                parents: shard.parents.clone(),
                 live: Arc::new(Live::default()),
             };
             let failed = Arc::clone(&failed);
@@ -179,6 +181,8 @@ pub async fn catch_up(
 enum Step {
     Applied,
     CaughtUp,
+    /// The shard is closed and fully applied: nothing will ever come.
+    Finished,
 }
 
 pub(crate) struct Worker {
@@ -187,6 +191,9 @@ pub(crate) struct Worker {
     pub projection: Arc<dyn Projection>,
     pub config: ProjectorConfig,
     pub shard: ShardId,
+    /// The shards this one was split or merged from: it starts only once each is finished for
+    /// this projection, so an entity's events are applied in order across a reshard.
+    pub parents: Vec<ShardId>,
     pub live: Arc<Live>,
 }
 
@@ -197,16 +204,37 @@ impl Worker {
         let mut failures = 0u32;
         while !*shutdown.borrow() {
             let outcome = match &mut checkpoint {
-                None => self.load_checkpoint().await.map(|loaded| {
-                    let offset = loaded.position.as_ref().and_then(|p| p.sequence.to_u64());
-                    self.live.record_start(&self.shard, offset);
-                    checkpoint = Some(loaded);
-                    Step::Applied
-                }),
-                Some(current) => self.step(current).await,
+                None => match self.parents_finished().await {
+                    Ok(false) => {
+                        self.pause(&mut shutdown, self.config.idle_wait).await;
+                        continue;
+                    }
+                    Ok(true) => self.start_point().await.map(|loaded| {
+                        let offset = loaded.position.as_ref().and_then(|p| p.sequence.to_u64());
+                        self.live.record_start(&self.shard, offset);
+                        checkpoint = Some(loaded);
+                        Step::Applied
+                    }),
+                    Err(error) => Err(error),
+                },
+                Some(current) => {
+                    let span = tracing::debug_span!("projector_batch", projection = %name, shard = %self.shard);
+                    self.step(current).instrument(span).await
+                }
             };
             match outcome {
                 Ok(Step::Applied) => failures = 0,
+                Ok(Step::Finished) => {
+                    self.live.record_caught_up(&self.shard);
+                    tracing::info!(projection = %name, shard = %self.shard, "shard finished");
+                    // Nothing more will come; stay until stopped so the owner's view of its
+                    // workers stays simple.
+                    while !*shutdown.borrow() {
+                        if shutdown.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 Ok(Step::CaughtUp) => {
                     failures = 0;
                     self.live.record_caught_up(&self.shard);
@@ -228,6 +256,7 @@ impl Worker {
                         tracing::error!(projection = %name, shard = %self.shard, %error, "projector step failed; retrying from the checkpoint");
                     }
                     self.live.record_error(&self.shard, error.to_string());
+                    crate::telemetry::record_retry(&name);
                     // Re-read the checkpoint too: a flush split over transactions may have
                     // landed it although the call failed.
                     checkpoint = None;
@@ -249,14 +278,60 @@ impl Worker {
     /// Steps until caught up (or until another worker of the same [`catch_up`] failed); the
     /// number of events applied or dead-lettered.
     async fn catch_up(&self, failed: &AtomicBool) -> Result<u64> {
-        let mut current = self.load_checkpoint().await?;
-        let before = current.events_applied + current.dead_letters;
+        while !self.parents_finished().await? {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let stored = self.load_checkpoint().await?;
+        let before = stored.events_applied + stored.dead_letters;
+        let mut current = self.start_point().await?;
         while !failed.load(Ordering::Relaxed) {
-            if let Step::CaughtUp = self.step(&mut current).await? {
+            if let Step::CaughtUp | Step::Finished = self.step(&mut current).await? {
                 break;
             }
         }
         Ok(current.events_applied + current.dead_letters - before)
+    }
+
+    /// Whether every parent shard is finished for this projection (true without parents).
+    async fn parents_finished(&self) -> Result<bool> {
+        for parent in &self.parents {
+            let stored = checkpoint::load(
+                self.tables.as_ref(),
+                self.projection.name(),
+                self.projection.version(),
+                parent,
+            )
+            .await?;
+            if !stored.finished {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The stored checkpoint; for a projection starting from nothing with seeding on, the
+    /// checkpoint its seed from the archive wrote (see `seed.rs`).
+    async fn start_point(&self) -> Result<Checkpoint> {
+        let stored = self.load_checkpoint().await?;
+        let fresh = stored.position.is_none() && !stored.finished;
+        if fresh && self.config.seed_from_archive && self.projection.name() != crate::archive::NAME
+        {
+            let seeded = crate::seed::from_archive(
+                self.projection.as_ref(),
+                self.tables.as_ref(),
+                &self.shard,
+                &self.config,
+                &self.live,
+            )
+            .await?;
+            if let Some(seeded) = seeded {
+                return Ok(seeded);
+            }
+        }
+        Ok(stored)
     }
 
     async fn load_checkpoint(&self) -> Result<Checkpoint> {
@@ -270,6 +345,9 @@ impl Worker {
     }
 
     async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
+        if current.finished {
+            return Ok(Step::Finished);
+        }
         let batch = self
             .log
             .read(
@@ -280,7 +358,22 @@ impl Worker {
             .await?;
         self.live.record_read(&self.shard, batch.millis_behind);
         if batch.event_count() == 0 {
-            return Ok(Step::CaughtUp);
+            if !batch.end_of_shard {
+                return Ok(Step::CaughtUp);
+            }
+            let finished = Checkpoint {
+                finished: true,
+                updated_at: now_millis(),
+                ..current.clone()
+            };
+            let op = checkpoint::finish_op(
+                self.projection.name(),
+                self.projection.version(),
+                &finished,
+            )?;
+            self.tables.transact(vec![op]).await?;
+            *current = finished;
+            return Ok(Step::Finished);
         }
         let folded = fold_records(
             self.projection.as_ref(),
@@ -303,6 +396,7 @@ impl Worker {
             events_applied: current.events_applied + folded.applied,
             dead_letters: current.dead_letters + folded.dead_letters,
             updated_at: now_millis(),
+            finished: false,
         };
         let mut flush = folded.flush;
         flush.tail.push(checkpoint::commit_op(
@@ -310,7 +404,14 @@ impl Worker {
             self.projection.version(),
             &next,
         )?);
+        let started = std::time::Instant::now();
         flush::commit(self.tables.as_ref(), flush).await?;
+        crate::telemetry::record_batch(
+            self.projection.name(),
+            folded.applied,
+            folded.dead_letters,
+            started.elapsed(),
+        );
         self.live.record_applied(&self.shard, folded.applied);
         *current = next;
         Ok(Step::Applied)

@@ -1,7 +1,7 @@
 //! The command line: `shoal [serve]` runs the product; other subcommands inspect a data
 //! directory.
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +43,16 @@ pub enum Command {
     /// Rules documents (health scores and lifecycle stages; see docs/rules.md).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// The AWS backend (Kinesis + DynamoDB, from the `[aws]` settings; see docs/aws.md).
+    #[command(subcommand)]
+    Aws(AwsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AwsCommand {
+    /// Create the stream and the tables (with TTL where used) when missing and wait until they
+    /// are active; safe to run twice.
+    Init(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,6 +76,10 @@ pub struct ServeArgs {
     /// The HTTP address [default: 127.0.0.1:8750].
     #[arg(long, env = "SHOAL_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// The roles of this process, comma-separated [default: ingest,projector,query]; split
+    /// roles need the AWS backend.
+    #[arg(long, env = "SHOAL_ROLES", value_enum, value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
 }
 
 impl ServeArgs {
@@ -81,6 +95,9 @@ impl ServeArgs {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
+        if let Some(roles) = &self.roles {
+            config.roles = roles.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -92,7 +109,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => crate::serve::run(args.resolve()?).await,
         Some(Command::Dump { data_dir }) => crate::dump::run(&data_dir).await,
         Some(Command::Rules(RulesCommand::Validate { file })) => validate_rules(&file),
+        Some(Command::Aws(AwsCommand::Init(args))) => aws_init(&args.resolve()?).await,
     }
+}
+
+async fn aws_init(config: &Config) -> anyhow::Result<()> {
+    let aws = config.aws.storage_config();
+    aws.validate()?;
+    let clients = shoal_storage::aws::AwsClients::connect(&aws).await?;
+    shoal_storage::aws::init(&clients, &aws).await?;
+    println!(
+        "shoal: stream {} and tables {}-{{events,views,control}} are ready",
+        aws.stream_name, aws.table_prefix
+    );
+    Ok(())
 }
 
 fn validate_rules(file: &std::path::Path) -> anyhow::Result<()> {

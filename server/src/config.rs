@@ -21,6 +21,140 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub search: SearchConfig,
     pub scores: ScoresSettings,
+    /// What this process does: `ingest`, `projector`, `query` (default: all three). Only the
+    /// AWS backend splits them over processes; the embedded log belongs to one process.
+    pub roles: Vec<Role>,
+    pub storage: StorageSettings,
+    pub aws: AwsSettings,
+    pub canary: CanarySettings,
+    pub readiness: ReadinessSettings,
+    /// After SIGTERM/SIGINT, exit anyway if stopping gracefully takes longer than this.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The end-to-end canary (a process with the `query` role runs it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanarySettings {
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// A canary not readable within this long counts as failed.
+    pub timeout_secs: u64,
+}
+
+impl Default for CanarySettings {
+    fn default() -> Self {
+        CanarySettings {
+            enabled: true,
+            interval_secs: 10,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// When `GET /readyz` says ready.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessSettings {
+    /// Unready while a live projection is further behind the newest event than this.
+    pub max_lag_secs: u64,
+}
+
+impl Default for ReadinessSettings {
+    fn default() -> Self {
+        ReadinessSettings { max_lag_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The write API: append to the log.
+    Ingest,
+    /// Replay the log into the read models (with leases on AWS), rules and scores.
+    Projector,
+    /// The read API (and the search index, kept by this process).
+    Query,
+}
+
+pub const ALL_ROLES: [Role; 3] = [Role::Ingest, Role::Projector, Role::Query];
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    pub backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The log and tables in the data directory (no setup).
+    #[default]
+    Embedded,
+    /// Kinesis Data Streams and DynamoDB (`shoal aws init` creates them).
+    Aws,
+}
+
+/// Where the AWS resources are (`[aws]`); credentials come from the SDK's usual chain
+/// (environment, profile, instance role).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    pub region: String,
+    /// An endpoint for both services (LocalStack); none for AWS itself.
+    pub endpoint_url: Option<String>,
+    pub kinesis_endpoint_url: Option<String>,
+    pub dynamodb_endpoint_url: Option<String>,
+    pub stream_name: String,
+    /// Tables `<prefix>-events`, `-views`, `-control`.
+    pub table_prefix: String,
+    /// Shards of the stream `shoal aws init` creates.
+    pub shard_count: u32,
+    /// A projector process that has not renewed a shard's lease for this long loses it.
+    pub lease_duration_ms: u64,
+    pub lease_renew_ms: u64,
+    /// How often projector processes list the stream's shards (a reshard adds some).
+    pub shard_refresh_ms: u64,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            kinesis_endpoint_url: None,
+            dynamodb_endpoint_url: None,
+            stream_name: "shoal".into(),
+            table_prefix: "shoal".into(),
+            shard_count: 4,
+            lease_duration_ms: 10_000,
+            lease_renew_ms: 2_000,
+            shard_refresh_ms: 10_000,
+        }
+    }
+}
+
+impl AwsSettings {
+    pub fn storage_config(&self) -> shoal_storage::aws::AwsConfig {
+        let mut config = shoal_storage::aws::AwsConfig::new(
+            self.region.clone(),
+            self.stream_name.clone(),
+            self.table_prefix.clone(),
+        );
+        config.endpoint_url = self.endpoint_url.clone();
+        config.kinesis_endpoint_url = self.kinesis_endpoint_url.clone();
+        config.dynamodb_endpoint_url = self.dynamodb_endpoint_url.clone();
+        config.shard_count = self.shard_count;
+        config
+    }
+
+    pub fn lease_config(&self, owner: String) -> shoal_projector::LeaseConfig {
+        let mut config = shoal_projector::LeaseConfig::new(owner);
+        config.lease_duration = std::time::Duration::from_millis(self.lease_duration_ms);
+        config.renew_interval = std::time::Duration::from_millis(self.lease_renew_ms);
+        config.shard_refresh = std::time::Duration::from_millis(self.shard_refresh_ms);
+        config
+    }
 }
 
 /// Health scores: how often every entity is re-evaluated as of the clock (windows slide with
@@ -75,6 +209,12 @@ impl Default for Config {
             projector: ProjectorConfig::default(),
             search: SearchConfig::default(),
             scores: ScoresSettings::default(),
+            roles: ALL_ROLES.to_vec(),
+            storage: StorageSettings::default(),
+            aws: AwsSettings::default(),
+            canary: CanarySettings::default(),
+            readiness: ReadinessSettings::default(),
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -132,7 +272,35 @@ impl Config {
         self.search
             .validate()
             .map_err(|error| anyhow::anyhow!("search.{error}"))?;
+        anyhow::ensure!(!self.roles.is_empty(), "roles must name at least one role");
+        anyhow::ensure!(
+            self.shutdown_grace_secs > 0,
+            "shutdown_grace_secs must be > 0"
+        );
+        anyhow::ensure!(
+            self.canary.interval_secs > 0 && self.canary.timeout_secs > 0,
+            "canary.interval_secs and canary.timeout_secs must be > 0"
+        );
+        if self.storage.backend == Backend::Embedded {
+            anyhow::ensure!(
+                ALL_ROLES.iter().all(|role| self.roles.contains(role)),
+                "roles: the embedded backend runs every role in one process; split roles need storage.backend = \"aws\""
+            );
+        } else {
+            self.aws
+                .storage_config()
+                .validate()
+                .map_err(|error| anyhow::anyhow!("aws: {error}"))?;
+            self.aws
+                .lease_config("check".into())
+                .validate()
+                .map_err(|error| anyhow::anyhow!("aws: {error}"))?;
+        }
         Ok(())
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -180,5 +348,24 @@ mod tests {
                 .to_string()
                 .contains("commit_interval_ms")
         );
+    }
+
+    #[test]
+    fn split_roles_need_the_aws_backend() {
+        let embedded: Config = toml::from_str("roles = [\"query\"]\n").unwrap();
+        let error = embedded.validate().unwrap_err().to_string();
+        assert!(error.contains("roles"), "{error}");
+        let aws: Config = toml::from_str(
+            "roles = [\"projector\"]\n[storage]\nbackend = \"aws\"\n[aws]\nstream_name = \"s\"\ntable_prefix = \"shoal-test\"\n",
+        )
+        .unwrap();
+        aws.validate().unwrap();
+        assert!(aws.has(Role::Projector) && !aws.has(Role::Ingest));
+        let bad: Config = toml::from_str(
+            "[storage]\nbackend = \"aws\"\n[aws]\nlease_duration_ms = 1000\nlease_renew_ms = 900\n",
+        )
+        .unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("renew_interval"), "{error}");
     }
 }

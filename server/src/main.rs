@@ -3,10 +3,12 @@
 
 mod annotate;
 mod bootstrap;
+mod canary;
 mod cli;
 mod config;
 mod dump;
 mod serve;
+mod telemetry;
 
 use clap::Parser;
 use std::process::ExitCode;

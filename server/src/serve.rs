@@ -1,17 +1,21 @@
-//! Running the server on the embedded default: open the data directory (taking its lock so a
-//! second process cannot write the same log), make the first tenant if needed, serve HTTP, and
-//! on SIGTERM/SIGINT stop accepting, let in-flight appends finish, and close the log.
+//! Running the server: open the storage (the embedded default: the data directory, locked so a
+//! second process cannot write the same log; or Kinesis + DynamoDB), make the first tenant if
+//! needed, start this process's roles, serve HTTP, and on SIGTERM/SIGINT stop accepting, let
+//! in-flight appends finish, flush the projections (releasing leases on AWS) and close the log.
 
 use crate::annotate::Annotator;
-use crate::config::{Config, SyncSetting};
+use crate::canary::{Canary, Readiness};
+use crate::config::{Backend, Config, Role, SyncSetting};
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use shoal_ingest::IngestState;
-use shoal_projector::Projector;
 use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
+use shoal_projector::{Ownership, Projector, ProjectorHandle, StatusSource};
 use shoal_query::QueryState;
 use shoal_search::{SearchFields, SearchIndex, SearchWorker};
+use shoal_storage::aws::{AwsClients, DynamoTables, KinesisLog};
 use shoal_storage::embedded::log::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::embedded::table::EmbeddedTables;
 use shoal_storage::tenants::TenantStore;
@@ -19,6 +23,7 @@ use shoal_storage::{EventLog, Table};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// The opened data directory; holds its lock for as long as it lives.
 pub struct DataDir {
@@ -29,17 +34,7 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn open(config: &Config) -> anyhow::Result<DataDir> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let lock_path = config.data_dir.join("LOCK");
-        let lock = File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        lock.try_lock().map_err(|_| {
-            anyhow::anyhow!(
-                "data directory {} is in use by another shoal process",
-                config.data_dir.display()
-            )
-        })?;
+        let lock = lock_data_dir(config)?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.shard_count = config.log.shards;
         log_config.segment_bytes = config.log.segment_mib * 1024 * 1024;
@@ -59,90 +54,265 @@ impl DataDir {
     }
 }
 
+/// The log and tables this process uses, and what must live as long as they do.
+struct Storage {
+    log: Arc<dyn EventLog>,
+    tables: Arc<dyn Table>,
+    /// The embedded log itself (exact lag in the status; closed on shutdown).
+    embedded: Option<Arc<EmbeddedLog>>,
+    /// The data directory's lock (credentials, search index; the embedded log and tables).
+    _lock: File,
+}
+
+impl Storage {
+    async fn open(config: &Config) -> anyhow::Result<Storage> {
+        match config.storage.backend {
+            Backend::Embedded => {
+                let data = DataDir::open(config)?;
+                Ok(Storage {
+                    log: data.log.clone(),
+                    tables: data.tables.clone(),
+                    embedded: Some(data.log),
+                    _lock: data._lock,
+                })
+            }
+            Backend::Aws => {
+                let lock = lock_data_dir(config)?;
+                let aws = config.aws.storage_config();
+                let clients = AwsClients::connect(&aws)
+                    .await
+                    .context("connecting to AWS")?;
+                let log = KinesisLog::new(clients.clone(), &aws).context("opening the stream")?;
+                let tables = DynamoTables::new(clients, &aws);
+                // Fail at start, not at the first request, when `shoal aws init` was not run.
+                log.shards().await.with_context(|| {
+                    format!(
+                        "listing the shards of stream {:?} (run `shoal aws init` first?)",
+                        aws.stream_name
+                    )
+                })?;
+                Ok(Storage {
+                    log: Arc::new(log),
+                    tables: Arc::new(tables),
+                    embedded: None,
+                    _lock: lock,
+                })
+            }
+        }
+    }
+}
+
+/// Creates the data directory if needed and takes its lock, so a second process cannot use it.
+fn lock_data_dir(config: &Config) -> anyhow::Result<File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let lock_path = config.data_dir.join("LOCK");
+    let lock =
+        File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "data directory {} is in use by another shoal process",
+            config.data_dir.display()
+        )
+    })?;
+    Ok(lock)
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = Signals::install()?;
-    let data = DataDir::open(&config)?;
-    let table: Arc<dyn Table> = data.tables.clone();
+    let storage = Storage::open(&config).await?;
+    let table = storage.tables.clone();
+    let log = storage.log.clone();
     let tenants = Arc::new(TenantStore::new(table.clone()));
     crate::bootstrap::ensure(table.as_ref(), &tenants, &config.data_dir).await?;
 
-    let log: Arc<dyn EventLog> = data.log.clone();
-    let projector = Projector::new(
-        log.clone(),
-        table.clone(),
-        shoal_projector::default_projections(),
-        config.projector.clone(),
-    )?
-    .with_embedded_heads(data.log.clone())
-    .spawn()
-    .await?;
-    let search = if config.search.enabled {
-        let index = Arc::new(
-            SearchIndex::open(&config.search_dir(), SearchFields::All)
-                .context("opening the search index")?,
-        );
-        let worker = SearchWorker::spawn(index.clone(), log.clone(), config.search.clone())
-            .context("starting the search worker")?;
-        Some((index, worker))
-    } else {
-        None
-    };
-    let rules = RulesManager::start(
-        table.clone(),
-        projector.clone(),
-        Arc::new(SystemClock),
-        ScoresConfig {
-            sweep_interval: Duration::from_secs(config.scores.sweep_interval_secs),
-            batch_events: config.scores.batch_events,
-        },
-    )
-    .await
-    .context("starting the scores of every tenant with rules")?;
-    let sweeper = rules.spawn_sweeper();
-    let annotator = search
-        .as_ref()
-        .map(|(index, _)| Annotator::spawn(table.clone(), rules.clone(), index.clone()));
-    let mut query_state =
-        QueryState::new(table.clone(), tenants.clone(), projector.status_source())
-            .with_log(log.clone())
-            .with_rules(rules);
-    if let Some((index, _)) = &search {
-        query_state = query_state.with_search(index.clone());
+    let mut app = Router::new();
+
+    let mut projector = None;
+    let mut rules = None;
+    let mut sweeper = None;
+    if config.has(Role::Projector) {
+        let mut projector_config = config.projector.clone();
+        if config.storage.backend == Backend::Aws {
+            // Kinesis forgets after its retention period: new projections and rules versions
+            // replay the archive first (projector/src/seed.rs).
+            projector_config.seed_from_archive = true;
+        }
+        let mut builder = Projector::new(
+            log.clone(),
+            table.clone(),
+            shoal_projector::default_projections(),
+            projector_config,
+        )?;
+        if let Some(embedded) = &storage.embedded {
+            builder = builder.with_embedded_heads(embedded.clone());
+        }
+        if config.storage.backend == Backend::Aws {
+            let owner = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+            builder = builder.with_ownership(Ownership::Leases(config.aws.lease_config(owner)))?;
+        }
+        let handle = builder.spawn().await?;
+        let manager = RulesManager::start(
+            table.clone(),
+            handle.clone(),
+            Arc::new(SystemClock),
+            ScoresConfig {
+                sweep_interval: Duration::from_secs(config.scores.sweep_interval_secs),
+                batch_events: config.scores.batch_events,
+            },
+        )
+        .await
+        .context("starting the scores of every tenant with rules")?;
+        sweeper = Some(manager.spawn_sweeper());
+        rules = Some(manager);
+        projector = Some(handle);
     }
-    let query = Arc::new(query_state);
-    let ingest = Arc::new(IngestState::new(log, tenants, config.limits.clone()));
-    let app = Router::new()
+
+    let mut search = None;
+    let mut annotator = None;
+    let mut status_source = projector.as_ref().map(ProjectorHandle::status_source);
+    let mut canary = None;
+    if config.has(Role::Query) {
+        if status_source.is_none() {
+            // The stored checkpoints of the projections other processes run.
+            let shards = log.shards().await?.into_iter().map(|s| s.id).collect();
+            status_source = Some(StatusSource::detached(
+                table.clone(),
+                shoal_projector::default_projections(),
+                shards,
+            ));
+        }
+        if config.canary.enabled {
+            canary = Some(Canary::spawn(
+                log.clone(),
+                table.clone(),
+                config.canary.clone(),
+            ));
+        }
+        if config.search.enabled {
+            let index = Arc::new(
+                SearchIndex::open(&config.search_dir(), SearchFields::All)
+                    .context("opening the search index")?,
+            );
+            let worker = SearchWorker::spawn(index.clone(), log.clone(), config.search.clone())
+                .context("starting the search worker")?;
+            if let Some(rules) = &rules {
+                annotator = Some(Annotator::spawn(
+                    table.clone(),
+                    rules.clone(),
+                    index.clone(),
+                ));
+            }
+            search = Some((index, worker));
+        }
+        let status = status_source
+            .clone()
+            .context("a query process always has a projection status")?;
+        let mut query_state =
+            QueryState::new(table.clone(), tenants.clone(), status).with_log(log.clone());
+        if let Some(rules) = &rules {
+            query_state = query_state.with_rules(rules.clone());
+        }
+        if let Some((index, _)) = &search {
+            query_state = query_state.with_search(index.clone());
+        }
+        app = app.merge(shoal_query::router(Arc::new(query_state)));
+    }
+    if config.has(Role::Ingest) {
+        let ingest = Arc::new(IngestState::new(
+            log.clone(),
+            tenants.clone(),
+            config.limits.clone(),
+        ));
+        // Tenant and key administration comes with it.
+        app = app.merge(shoal_ingest::router(ingest));
+    }
+    let metrics = Arc::new(Metrics::install(status_source.clone())?);
+    let readiness = Arc::new(Readiness {
+        canary,
+        status: status_source,
+        settings: config.readiness.clone(),
+    });
+    let app = app
+        .merge(
+            Router::new()
+                .route("/metrics", get(crate::telemetry::serve_metrics))
+                .with_state(metrics),
+        )
+        .merge(
+            Router::new()
+                .route("/readyz", get(crate::canary::readyz))
+                .with_state(readiness.clone()),
+        )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
-        .merge(shoal_ingest::router(ingest))
-        .merge(shoal_query::router(query))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(axum::middleware::from_fn(crate::telemetry::track_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &axum::http::Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %request.uri(),
+                        request_id = %id
+                    )
+                },
+            ),
+        )
+        // Outermost: every request has an id (the client's `x-request-id`, else a UUID) before
+        // it is traced, and the response carries it back.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
+    let roles: Vec<String> = config
+        .roles
+        .iter()
+        .map(|role| format!("{role:?}").to_lowercase())
+        .collect();
+    tracing::info!(%address, data_dir = %config.data_dir.display(), backend = ?config.storage.backend, roles = %roles.join(","), "serving");
     // A plain line on stdout that scripts and tests wait for.
     println!("shoal: listening on http://{address}");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(signals))
+        .with_graceful_shutdown(shutdown_signal(
+            signals,
+            Duration::from_secs(config.shutdown_grace_secs),
+        ))
         .await
         .context("serving HTTP")?;
     tracing::info!("no longer accepting; flushing projections and closing the log");
+    if let Ok(readiness) = Arc::try_unwrap(readiness)
+        && let Some(canary) = readiness.canary
+    {
+        canary.shutdown().await;
+    }
     if let Some(annotator) = annotator {
         annotator.shutdown().await;
     }
-    sweeper.shutdown().await;
-    projector.shutdown().await;
+    if let Some(sweeper) = sweeper {
+        sweeper.shutdown().await;
+    }
+    if let Some(projector) = projector {
+        // Flushes and checkpoints every worker, then (on AWS) releases the leases.
+        projector.shutdown().await;
+    }
     if let Some((_, worker)) = search
         && let Err(error) = worker.shutdown().await
     {
         // The index resumes from its last commit on the next start; nothing is lost.
         tracing::error!(%error, "search worker stopped with an error");
     }
-    data.log.shutdown().await;
+    if let Some(embedded) = storage.embedded {
+        embedded.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -171,13 +341,22 @@ impl Signals {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal(mut signals: Signals) {
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once, and so does a graceful
+/// shutdown that has not finished within `grace` (a stuck request or flush must not keep the
+/// process alive forever; what was checkpointed stands, the rest is re-applied on restart).
+async fn shutdown_signal(mut signals: Signals, grace: Duration) {
     signals.next().await;
-    tracing::info!("shutting down (a second signal exits at once)");
+    tracing::info!(?grace, "shutting down (a second signal exits at once)");
     tokio::spawn(async move {
-        signals.next().await;
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
+        tokio::select! {
+            _ = signals.next() => {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(grace) => {
+                tracing::error!(?grace, "graceful shutdown did not finish in time: exiting now");
+                std::process::exit(124);
+            }
+        }
     });
 }

@@ -7,8 +7,8 @@
 //! restarts. Each call holds the lock for its whole duration (never across an `.await`), which
 //! makes every call atomic and isolated, like one redb transaction.
 
-use crate::embedded::table::{ops, range, validate};
-use crate::{Item, Key, Page, Query, Result, Table, TableName, TransactOp, Update, WriteOp};
+use crate::embedded::table::{cursor, ops, range, validate};
+use crate::{Item, Key, Page, Query, Result, Scan, Table, TableName, TransactOp, Update, WriteOp};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -105,6 +105,33 @@ impl Table for MemoryTables {
         } else {
             range::paginate(pk, query.limit, scan.map(entry))
         }
+    }
+
+    async fn scan(&self, table: TableName, scan: &Scan) -> Result<Page> {
+        scan.validate()?;
+        let lower = match &scan.cursor {
+            Some(text) => Bound::Excluded(cursor::decode_key(text)?),
+            None => Bound::Unbounded,
+        };
+        let tables = self.lock();
+        let Some(rows) = tables.get(&table) else {
+            return Ok(Page::default());
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        for ((pk, sk), item) in rows.range((lower, Bound::Unbounded)) {
+            if !scan.holds(pk) {
+                continue;
+            }
+            if items.len() == scan.limit {
+                next = items
+                    .last()
+                    .map(|(key, _): &(Key, Item)| cursor::encode(&key.pk, &key.sk));
+                break;
+            }
+            items.push((Key::new(pk.clone(), sk.clone()), item.clone()));
+        }
+        Ok(Page { items, next })
     }
 
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> Result<()> {

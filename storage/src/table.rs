@@ -257,6 +257,66 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One segment of a parallel scan of a whole table (DynamoDB's `Segment`/`TotalSegments`):
+/// each partition (every item of one `pk`) lies in exactly one segment, so a reader of a
+/// segment sees whole partitions, and the segments together hold every item once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub segment: u32,
+    pub total_segments: u32,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// The most segments one scan may have (DynamoDB's limit).
+pub const MAX_SCAN_SEGMENTS: u32 = 1_000_000;
+
+impl Scan {
+    pub fn segment(segment: u32, total_segments: u32) -> Self {
+        Scan {
+            segment,
+            total_segments,
+            limit: 1000,
+            cursor: None,
+        }
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    pub fn after(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// Refuses impossible segments and a zero limit.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.total_segments == 0
+            || self.total_segments > MAX_SCAN_SEGMENTS
+            || self.segment >= self.total_segments
+        {
+            return Err(crate::Error::InvalidArgument(format!(
+                "scan segment {} of {} (segments are 0..total, total 1..={MAX_SCAN_SEGMENTS})",
+                self.segment, self.total_segments
+            )));
+        }
+        if self.limit == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "scan limit must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether partition `pk` belongs to this segment on the local backends (DynamoDB assigns
+    /// partitions to segments itself).
+    pub(crate) fn holds(&self, pk: &str) -> bool {
+        crc32c::crc32c(pk.as_bytes()) % self.total_segments == self.segment
+    }
+}
+
 /// The tables. Object-safe; injected as `Arc<dyn Table>`.
 #[async_trait]
 pub trait Table: Send + Sync {
@@ -275,6 +335,10 @@ pub trait Table: Send + Sync {
 
     /// All or nothing, across tables. At most [`Table::max_transact_ops`] ops.
     async fn transact(&self, ops: Vec<TransactOp>) -> crate::Result<()>;
+
+    /// A page of one segment of a scan of the whole table, in no promised order; `next` is
+    /// `Some` while more may follow (a page may be short, even empty, before the end).
+    async fn scan(&self, table: TableName, scan: &Scan) -> crate::Result<Page>;
 
     /// The largest transaction the backend takes (DynamoDB: 100).
     fn max_transact_ops(&self) -> usize;

@@ -78,6 +78,8 @@ pub struct TestTables {
     pub calls: AtomicU64,
     pub written: Mutex<BTreeSet<(TableName, Key)>>,
     pub transacts: AtomicUsize,
+    /// Item writes (ops) of every transact call, failed or not.
+    pub ops: AtomicUsize,
 }
 
 impl TestTables {
@@ -90,6 +92,7 @@ impl TestTables {
             calls: AtomicU64::new(0),
             written: Mutex::new(BTreeSet::new()),
             transacts: AtomicUsize::new(0),
+            ops: AtomicUsize::new(0),
         }
     }
 
@@ -154,9 +157,17 @@ impl Table for TestTables {
         self.track(table, &update.key);
         self.inner.update(table, update).await
     }
+    async fn scan(
+        &self,
+        table: TableName,
+        scan: &shoal_storage::Scan,
+    ) -> shoal_storage::Result<Page> {
+        self.inner.scan(table, scan).await
+    }
     async fn transact(&self, ops: Vec<TransactOp>) -> shoal_storage::Result<()> {
         assert!(ops.len() <= self.max_ops, "transaction over the limit");
         self.transacts.fetch_add(1, Ordering::SeqCst);
+        self.ops.fetch_add(ops.len(), Ordering::SeqCst);
         for op in &ops {
             let (table, key) = match op {
                 TransactOp::Put { table, key, .. }

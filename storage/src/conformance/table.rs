@@ -77,6 +77,7 @@ macro_rules! table_conformance {
             transact_rejects_empty_and_duplicates,
             tables_are_independent,
             invalid_input_is_rejected,
+            scan_segments_hold_whole_partitions_once,
         }
     };
 }
@@ -1054,4 +1055,75 @@ pub async fn invalid_input_is_rejected(table: Arc<dyn Table>) {
         "one key twice in a batch",
     );
     assert_eq!(get(&*table, TableName::Views, &key).await, None);
+}
+
+/// A parallel scan: every item in exactly one segment, each partition whole in one segment,
+/// pages continue by cursor; impossible segments and bad cursors are refused.
+pub async fn scan_segments_hold_whole_partitions_once(table: Arc<dyn Table>) {
+    let prefix = partition("scan");
+    let mut written = std::collections::BTreeSet::new();
+    for p in 0..12 {
+        let pk = format!("{prefix}-{p}");
+        let ops: Vec<WriteOp> = (0..5)
+            .map(|i| {
+                let key = Key::new(pk.clone(), format!("{i:02}"));
+                written.insert((key.pk.clone(), key.sk.clone()));
+                put(&key, item(&[("n", n(f64::from(i)))]))
+            })
+            .collect();
+        table.write(TableName::Views, ops).await.expect("write");
+    }
+    for total in [1, 3] {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut segment_of: std::collections::BTreeMap<String, u32> = Default::default();
+        for segment in 0..total {
+            let mut cursor = None;
+            loop {
+                let page = table
+                    .scan(
+                        TableName::Views,
+                        &crate::Scan::segment(segment, total).limit(4).after(cursor),
+                    )
+                    .await
+                    .expect("scan");
+                assert!(page.items.len() <= 4, "a page holds at most the limit");
+                for (key, attributes) in page.items {
+                    if !key.pk.starts_with(&prefix) {
+                        continue;
+                    }
+                    assert!(attributes.contains_key("n"));
+                    assert_eq!(
+                        *segment_of.entry(key.pk.clone()).or_insert(segment),
+                        segment,
+                        "partition {} split over segments",
+                        key.pk
+                    );
+                    assert!(seen.insert((key.pk, key.sk)), "an item seen twice");
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(seen, written, "{total} segments miss items");
+    }
+    for bad in [
+        crate::Scan::segment(3, 3),
+        crate::Scan::segment(0, 0),
+        crate::Scan::segment(0, 1).limit(0),
+    ] {
+        assert!(
+            matches!(
+                table.scan(TableName::Views, &bad).await,
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let garbage = crate::Scan::segment(0, 1).after(Some("garbage".into()));
+    assert!(matches!(
+        table.scan(TableName::Views, &garbage).await,
+        Err(Error::InvalidCursor)
+    ));
 }

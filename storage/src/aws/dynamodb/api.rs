@@ -147,6 +147,34 @@ pub(crate) async fn query(
     Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
 }
 
+/// [Scan](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html) of one
+/// segment of a parallel scan, strongly consistent: the items of one page and the
+/// `LastEvaluatedKey`.
+pub(crate) async fn scan(
+    clients: &AwsClients,
+    table: String,
+    segment: i32,
+    total_segments: i32,
+    limit: i32,
+    start: Option<Attributes>,
+) -> Result<(Vec<Attributes>, Option<Attributes>), CallError> {
+    const OPERATION: Operation = Operation::Scan;
+    injected(clients, OPERATION)?;
+    let output = clients
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .segment(segment)
+        .total_segments(total_segments)
+        .limit(limit)
+        .set_exclusive_start_key(start)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|error| CallError::from_sdk(OPERATION, &error))?;
+    Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+}
+
 /// [BatchWriteItem](https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchWriteItem.html)
 /// of at most 25 requests on distinct keys of one table. Returns the requests left
 /// unprocessed (`UnprocessedItems`), which were not applied.

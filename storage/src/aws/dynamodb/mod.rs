@@ -26,8 +26,8 @@ use crate::aws::fault::Operation;
 use crate::aws::retry::{CallError, ErrorClass, retry};
 use crate::embedded::table::{cursor, range, validate};
 use crate::{
-    Condition, Error, Item, Key, Page, Query, Result, SortRange, Table, TableName, TransactOp,
-    Update, WriteOp,
+    Condition, Error, Item, Key, Page, Query, Result, Scan, SortRange, Table, TableName,
+    TransactOp, Update, WriteOp,
 };
 use api::{Placeholders, QueryRequest, UpdateRequest};
 use async_trait::async_trait;
@@ -383,6 +383,47 @@ impl Table for DynamoTables {
                 .map(|(key, _)| cursor::encode(&query.pk, &key.sk))
         } else {
             None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn scan(&self, table: TableName, scan: &Scan) -> Result<Page> {
+        scan.validate()?;
+        let start = match &scan.cursor {
+            Some(text) => {
+                let (pk, sk) = cursor::decode_key(text)?;
+                Some(key_attributes(&Key::new(pk, sk)))
+            }
+            None => None,
+        };
+        // `validate` bounds both to DynamoDB's limits, far inside i32.
+        let segment = i32::try_from(scan.segment).unwrap_or(i32::MAX);
+        let total = i32::try_from(scan.total_segments).unwrap_or(i32::MAX);
+        let limit = i32::try_from(scan.limit).unwrap_or(i32::MAX);
+        let name = self.table_name(table).to_owned();
+        let (page, last) = retry(&self.clients.retry, || {
+            api::scan(
+                &self.clients,
+                name.clone(),
+                segment,
+                total,
+                limit,
+                start.clone(),
+            )
+        })
+        .await
+        .map_err(storage_error)?;
+        let mut items = Vec::with_capacity(page.len());
+        for attributes in page {
+            let key = key_of(&attributes)?;
+            items.push((key, item_of(attributes)?));
+        }
+        let next = match last {
+            Some(last) => {
+                let key = key_of(&last)?;
+                Some(cursor::encode(&key.pk, &key.sk))
+            }
+            None => None,
         };
         Ok(Page { items, next })
     }

@@ -190,6 +190,9 @@ impl Writer {
                 }),
                 newest_received_at: self.newest_received_at,
             });
+            let events: u32 = plan.blocks.iter().map(|block| block.count).sum();
+            metrics::histogram!("shoal_log_group_commit_events").record(f64::from(events));
+            metrics::histogram!("shoal_log_group_commit_requests").record(requests.len() as f64);
             tracing::trace!(
                 shard = self.shared.index,
                 requests = requests.len(),

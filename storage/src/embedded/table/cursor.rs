@@ -36,6 +36,17 @@ pub(crate) fn decode(cursor: &str, pk: &str) -> Result<String> {
     decode_text(sk)
 }
 
+/// The key a scan cursor continues after (a scan crosses partitions, so any `pk` is valid).
+pub(crate) fn decode_key(cursor: &str) -> Result<(String, String)> {
+    let mut parts = cursor.split('.');
+    let (Some(TAG), Some(pk), Some(sk), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::InvalidCursor);
+    };
+    Ok((decode_text(pk)?, decode_text(sk)?))
+}
+
 fn decode_text(part: &str) -> Result<String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)

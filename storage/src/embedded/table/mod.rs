@@ -30,7 +30,9 @@ pub(crate) mod ops;
 pub(crate) mod range;
 pub(crate) mod validate;
 
-use crate::{Error, Item, Key, Page, Query, Result, Table, TableName, TransactOp, Update, WriteOp};
+use crate::{
+    Error, Item, Key, Page, Query, Result, Scan, Table, TableName, TransactOp, Update, WriteOp,
+};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
@@ -309,6 +311,46 @@ impl Table for EmbeddedTables {
             } else {
                 range::paginate(pk, query.limit, scan.map(decode))
             }
+        })
+        .await
+    }
+
+    async fn scan(&self, table: TableName, scan: &Scan) -> Result<Page> {
+        scan.validate()?;
+        let after = match &scan.cursor {
+            Some(text) => Some(cursor::decode_key(text)?),
+            None => None,
+        };
+        let scan = scan.clone();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(redb_error)?;
+            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+            let lower = after
+                .as_ref()
+                .map(|(pk, sk)| Bound::Excluded((pk.as_str(), sk.as_str())))
+                .unwrap_or(Bound::Unbounded);
+            let rows = redb_table
+                .range::<(&str, &str)>((lower, Bound::Unbounded))
+                .map_err(redb_error)?;
+            let mut items: Vec<(Key, Item)> = Vec::new();
+            for entry in rows {
+                let (stored_key, stored_value) = entry.map_err(redb_error)?;
+                let (pk, sk) = stored_key.value();
+                if !scan.holds(pk) {
+                    continue;
+                }
+                if items.len() == scan.limit {
+                    let next = items
+                        .last()
+                        .map(|(key, _)| cursor::encode(&key.pk, &key.sk));
+                    return Ok(Page { items, next });
+                }
+                let key = Key::new(pk, sk);
+                let item =
+                    codec::decode_item(stored_value.value(), || inner.location(table, &key))?;
+                items.push((key, item));
+            }
+            Ok(Page { items, next: None })
         })
         .await
     }

@@ -1,0 +1,359 @@
+//! Operating Shoal, against the real binary: `/metrics` parses as Prometheus text and its
+//! counters move as events flow; the end-to-end canary's latency shows and `/readyz` turns
+//! unready when no projector runs, ready again when one does; SIGTERM under load keeps every
+//! acknowledged event and flushes the checkpoints, so a restart replays nothing.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shoal_tests::{NO_CANARY, Shoal, client, get_json, read_log, wait_caught_up};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The samples of one scrape.
+async fn scrape(shoal: &Shoal) -> prometheus_parse::Scrape {
+    let response = client()
+        .get(shoal.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("metrics text");
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("/metrics is valid Prometheus text")
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when absent).
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(key, want)| sample.labels.get(key) == Some(*want))
+        })
+        .map(|sample| match &sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|bucket| bucket.count).unwrap_or(0.0)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+async fn post_events(shoal: &Shoal, key: &str, body: &Value) -> (StatusCode, Value) {
+    let response = client()
+        .post(shoal.url("/v1/events"))
+        .bearer_auth(key)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_ready(shoal: &Shoal, ready: bool, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let response = client()
+            .get(shoal.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if (status == StatusCode::OK) == ready {
+            assert_eq!(body["ready"], ready, "{body}");
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz did not become {} within {limit:?}: {status} {body}",
+            if ready { "ready" } else { "unready" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_flows_and_the_canary_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(
+        dir.path(),
+        Some("[canary]\ninterval_secs = 1\ntimeout_secs = 5\n"),
+    );
+    let credentials = shoal.credentials();
+    wait_ready(&shoal, true, Duration::from_secs(20)).await;
+
+    let before = scrape(&shoal).await;
+    let (status, _) = post_events(
+        &shoal,
+        &credentials.write_key,
+        &json!([
+            {"name": "login", "entity": "acme"},
+            {"name": "login", "entity": "acme"},
+            {"name": "export", "entity": "globex"},
+            {"name": "", "entity": "globex"},
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        post_events(&shoal, "not-a-key", &json!([{"name": "x", "entity": "y"}])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    wait_caught_up(&shoal, &credentials.read_key, Duration::from_secs(30)).await;
+    let (status, _) = get_json(&shoal, "/v1/entities/acme", &credentials.read_key).await;
+    assert_eq!(status, StatusCode::OK);
+    let after = scrape(&shoal).await;
+
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    assert_eq!(
+        moved("shoal_ingest_events_total", &[("outcome", "accepted")]),
+        3.0
+    );
+    assert_eq!(
+        moved("shoal_ingest_events_total", &[("outcome", "rejected")]),
+        1.0
+    );
+    assert_eq!(
+        moved("shoal_ingest_rejects_total", &[("reason", "unauthorized")]),
+        1.0
+    );
+    assert!(moved("shoal_ingest_received_bytes_total", &[]) > 0.0);
+    // The client's 3 events and the canaries of the meantime, applied by each projection.
+    assert!(
+        moved(
+            "shoal_projector_events_applied_total",
+            &[("projection", "entities")]
+        ) >= 3.0
+    );
+    assert!(moved("shoal_ingest_append_seconds_count", &[]) >= 1.0);
+    let http: Vec<String> = after
+        .samples
+        .iter()
+        .filter(|sample| sample.metric.starts_with("shoal_http"))
+        .map(|sample| format!("{} {:?} {:?}", sample.metric, sample.labels, sample.value))
+        .collect();
+    assert!(
+        value(
+            &after,
+            "shoal_http_request_seconds_count",
+            &[("route", "/v1/entities/:id"), ("status", "2xx")]
+        ) >= 1.0,
+        "{http:#?}"
+    );
+    assert!(value(&after, "shoal_canary_latency_seconds_count", &[]) >= 1.0);
+    assert!(value(&after, "shoal_process_resident_memory_bytes", &[]) > 1e6);
+    assert_eq!(
+        value(
+            &after,
+            "shoal_projector_lag_records",
+            &[("projection", "entities")]
+        ),
+        0.0
+    );
+    // Every name follows shoal_<subsystem>_<name>_<unit>.
+    for sample in &after.samples {
+        assert!(sample.metric.starts_with("shoal_"), "{}", sample.metric);
+    }
+    let body = wait_ready(&shoal, true, Duration::from_secs(5)).await;
+    assert!(
+        body["canary"]["last_latency_ms"].as_f64().is_some(),
+        "{body}"
+    );
+    assert!(shoal.terminate());
+}
+
+fn aws_config(name: &str) -> String {
+    let endpoint = |var: &str| {
+        std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run the emulators (scripts/test.sh starts them)")
+        })
+    };
+    format!(
+        r#"
+[storage]
+backend = "aws"
+
+[aws]
+kinesis_endpoint_url = "{}"
+dynamodb_endpoint_url = "{}"
+stream_name = "{name}"
+table_prefix = "{name}"
+shard_count = 2
+lease_duration_ms = 2000
+lease_renew_ms = 400
+shard_refresh_ms = 1000
+
+[search]
+enabled = false
+
+[canary]
+interval_secs = 1
+timeout_secs = 3
+
+[projector]
+idle_wait = 200
+"#,
+        endpoint("SHOAL_TEST_KINESIS_ENDPOINT"),
+        endpoint("SHOAL_TEST_DYNAMODB_ENDPOINT"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_the_projector() {
+    let name = format!("ops-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = aws_config(&name);
+    let root = tempfile::tempdir().unwrap();
+    let init_dir = root.path().join("init");
+    std::fs::create_dir_all(&init_dir).unwrap();
+    let init_config = init_dir.join("init.toml");
+    std::fs::write(&init_config, &config).unwrap();
+    let status = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["aws", "init", "--config"])
+        .arg(&init_config)
+        .env("SHOAL_LOG", "warn")
+        .status()
+        .expect("shoal aws init");
+    assert!(status.success());
+
+    let front_config = format!("roles = [\"ingest\", \"query\"]\n{config}");
+    let projector_config = format!("roles = [\"projector\"]\n{config}");
+    let front = Shoal::start(&root.path().join("front"), Some(&front_config));
+    // No projector yet: the canary cannot be read back.
+    let body = wait_ready(&front, false, Duration::from_secs(20)).await;
+    assert!(body["reasons"][0].as_str().is_some(), "{body}");
+
+    let first = Shoal::start(&root.path().join("p1"), Some(&projector_config));
+    wait_ready(&front, true, Duration::from_secs(30)).await;
+    first.kill();
+    let body = wait_ready(&front, false, Duration::from_secs(30)).await;
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .is_some_and(|reason| reason.contains("canar")),
+        "{body}"
+    );
+    let second = Shoal::start(&root.path().join("p2"), Some(&projector_config));
+    wait_ready(&front, true, Duration::from_secs(30)).await;
+    let metrics = scrape(&front).await;
+    assert!(value(&metrics, "shoal_canary_failures_total", &[]) >= 1.0);
+    assert!(value(&metrics, "shoal_canary_latency_seconds_count", &[]) >= 2.0);
+    assert!(second.terminate() && front.terminate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_keeps_every_acknowledged_event_and_replays_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), Some(NO_CANARY));
+    let credentials = shoal.credentials();
+    let base = shoal.base.clone();
+
+    // Writers keep sending until the server goes away.
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (base, key) = (base.clone(), credentials.write_key.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for batch in 0.. {
+                let events: Vec<Value> = (0..200)
+                    .map(|i| {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        json!({"id": id, "name": "tick", "entity": format!("w{writer}-{}", i % 17)})
+                    })
+                    .collect();
+                let ids: Vec<String> = events
+                    .iter()
+                    .map(|event| event["id"].as_str().unwrap_or_default().to_owned())
+                    .collect();
+                let sent = client()
+                    .post(format!("{base}/v1/events"))
+                    .bearer_auth(&key)
+                    .body(Value::from(events).to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        let body: Value = response.json().await.unwrap_or(Value::Null);
+                        if body["accepted"] == 200 {
+                            acknowledged.extend(ids);
+                        }
+                    }
+                    // Refused while shutting down, or the connection is gone: not acknowledged.
+                    _ => break,
+                }
+                if batch > 10_000 {
+                    break;
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let data_dir = shoal.data_dir.clone();
+    let stopped = tokio::task::spawn_blocking(move || shoal.terminate())
+        .await
+        .expect("terminate");
+    assert!(stopped, "a clean exit on SIGTERM, within the bound");
+    let mut acknowledged = HashSet::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    assert!(acknowledged.len() >= 200, "the load ran before the signal");
+
+    let stored: HashSet<String> = read_log(&data_dir)
+        .await
+        .into_iter()
+        .map(|event| event.id.to_string())
+        .collect();
+    let missing = acknowledged.difference(&stored).count();
+    assert_eq!(missing, 0, "acknowledged events missing from the log");
+
+    // What each projection had checkpointed when the server stopped.
+    let checkpointed: Vec<(String, u64)> = {
+        let tables = shoal_storage::embedded::EmbeddedTables::open(&data_dir.join("tables.redb"))
+            .expect("open the stopped server's tables");
+        let mut found = Vec::new();
+        for name in ["archive", "series", "entities"] {
+            let applied = shoal_projector::checkpoint::list(&tables, name, 1)
+                .await
+                .expect("checkpoints")
+                .iter()
+                .map(|checkpoint| checkpoint.events_applied)
+                .sum();
+            found.push((name.to_owned(), applied));
+        }
+        found
+    };
+
+    // Restart: only what was not checkpointed is applied; nothing checkpointed is replayed.
+    let again = Shoal::start(&data_dir, Some(NO_CANARY));
+    wait_caught_up(&again, &credentials.read_key, Duration::from_secs(60)).await;
+    let (status, body) = get_json(&again, "/v1/projections", &credentials.read_key).await;
+    assert_eq!(status, StatusCode::OK);
+    for projection in body["projections"].as_array().expect("projections") {
+        let before = checkpointed
+            .iter()
+            .find(|(name, _)| projection["name"] == name.as_str())
+            .map(|(_, applied)| *applied)
+            .expect("a default projection");
+        assert_eq!(
+            projection["progress"]["events_replayed"].as_u64(),
+            Some(stored.len() as u64 - before),
+            "{projection}"
+        );
+        assert_eq!(
+            projection["events_applied"].as_u64(),
+            Some(stored.len() as u64),
+            "{projection}"
+        );
+    }
+    assert!(again.terminate());
+}
