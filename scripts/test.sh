@@ -5,8 +5,8 @@
 #
 #   scripts/test.sh            # everything
 #
-# Needs: the Rust toolchain, Java 17+ and node/npm (for the emulators). Nothing is skipped: a
-# suite that cannot run fails.
+# Needs: the Rust toolchain, Java 17+ and node/npm (for the emulators), python3 with venv (for
+# the client SDKs). Nothing is skipped: a suite that cannot run fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "building the shoal binary the end-to-end tests start"
 cargo build --locked -p shoal
+
+step "installing the client SDKs the end-to-end tests drive"
+scripts/sdks.sh
 
 step "starting the AWS emulators"
 scripts/emulators.sh start

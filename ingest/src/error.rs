@@ -38,6 +38,8 @@ pub enum Error {
     RateLimited { retry_after: Duration },
     #[error("server is overloaded")]
     Overloaded { retry_after: Duration },
+    #[error("injected test fault: the write was stored, retry it")]
+    InjectedFault,
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]
@@ -74,7 +76,7 @@ impl Error {
             }
             Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded { .. } | Error::InjectedFault => StatusCode::SERVICE_UNAVAILABLE,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Storage(error) if error.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +100,7 @@ impl Error {
             }
             Error::RateLimited { .. } => ("rate_limited", None),
             Error::Overloaded { .. } => ("overloaded", None),
+            Error::InjectedFault => ("injected_fault", None),
             Error::NotFound => ("not_found", None),
             Error::Conflict(_) => ("conflict", None),
             Error::Storage(error) if error.is_transient() => ("unavailable", None),
@@ -133,6 +136,7 @@ impl Error {
                 Some(*retry_after)
             }
             Error::Storage(error) if error.is_transient() => Some(Duration::from_secs(1)),
+            Error::InjectedFault => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

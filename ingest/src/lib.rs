@@ -1,7 +1,12 @@
 //! Shoal's write side: every write arrives here over HTTP, is authenticated, validated and
 //! limited, and is answered only once the log says it is durable.
 //!
-//! - `routes`: the HTTP resources (`/v1/events`, `/v1/metrics`) and their handler flow;
+//! - `routes`: the native HTTP resources (`/v1/events`, `/v1/metrics`) and the flow every write
+//!   takes (parse → rate-limit → durable append → report);
+//! - `segment`: the Segment-compatible tracking routes (`/v1/batch`, `/v1/track`, …);
+//! - `agents`: metric agent routes (InfluxDB line protocol `/write`, `/api/v2/write`; Mackerel
+//!   `/api/v0/tsdb`);
+//! - `faults`: a test-only hook (off unless an env var sets it) that fails stored writes;
 //! - `admin`: tenant and key management behind the admin token;
 //! - `parse`: strict parsers from request bodies to [`shoal_schemas::Event`]s, naming the field
 //!   of every problem;
@@ -9,12 +14,15 @@
 //!   mapping to HTTP.
 
 mod admin;
+mod agents;
 mod auth;
 mod body;
 mod error;
+mod faults;
 mod limits;
 pub mod parse;
 mod routes;
+mod segment;
 mod telemetry;
 
 pub use error::{Error, ErrorBody, Result};

@@ -3,6 +3,7 @@
 //! wait until it is durable → answer with the fate of every item.
 
 use crate::body::{self, Budget};
+use crate::faults::Faults;
 use crate::parse::{self, Context, Layout, Rejection};
 use crate::{Error, Limits, Result, admin, auth, telemetry};
 use axum::Router;
@@ -28,9 +29,10 @@ const INLINE_PARSE_BYTES: usize = 64 * 1024;
 pub struct IngestState {
     log: Arc<dyn EventLog>,
     pub(crate) tenants: Arc<TenantStore>,
-    limits: Limits,
-    budget: Budget,
+    pub(crate) limits: Limits,
+    pub(crate) budget: Budget,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
+    faults: Faults,
 }
 
 impl IngestState {
@@ -48,15 +50,21 @@ impl IngestState {
             budget: Budget::new(limits.max_inflight_bytes),
             limits,
             limiter,
+            faults: Faults::from_env(),
         }
     }
 
     /// The key's tenant, if the request carries a key of the wanted kind.
     pub(crate) async fn authorize(&self, headers: &HeaderMap, kind: KeyKind) -> Result<KeyInfo> {
         let secret = auth::presented_key(headers).ok_or(Error::Unauthorized)?;
+        self.authorize_secret(&secret, kind).await
+    }
+
+    /// The tenant of a secret found elsewhere than the usual headers (a body, a query string).
+    pub(crate) async fn authorize_secret(&self, secret: &str, kind: KeyKind) -> Result<KeyInfo> {
         let info = self
             .tenants
-            .authenticate(&secret)
+            .authenticate(secret)
             .await?
             .ok_or(Error::Unauthorized)?;
         if info.kind != kind {
@@ -95,6 +103,8 @@ pub fn router(state: Arc<IngestState>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/metrics", post(post_metrics))
+        .merge(crate::segment::routes())
+        .merge(crate::agents::routes())
         .merge(admin::routes())
         .with_state(state)
 }
@@ -134,57 +144,93 @@ async fn ingest(
     let bytes = body.bytes.clone();
     let tenant = key.tenant.clone();
     let limits = state.limits.clone();
-    let parse_all = move || parse_items(&bytes, layout, &tenant, received_at, &limits, parser);
-    let items = if body.bytes.len() > INLINE_PARSE_BYTES {
-        tokio::task::spawn_blocking(parse_all)
+    let items = parse_maybe_blocking(body.bytes.len(), move || {
+        parse_items(&bytes, layout, &tenant, received_at, &limits, parser)
+    })
+    .await??;
+    let parsed = items.into_iter().enumerate().collect();
+    let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
+    let status = if report.stored_anything() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, axum::Json(report)).into_response())
+}
+
+/// Runs a parse inline for small bodies and on the blocking pool for large ones, so a big body
+/// never stalls the async runtime.
+pub(crate) async fn parse_maybe_blocking<T, F>(body_bytes: usize, parse: F) -> Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if body_bytes > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(parse)
             .await
             .map_err(|_| Error::Overloaded {
                 retry_after: Limits::OVERLOAD_RETRY,
-            })??
+            })
     } else {
-        parse_all()?
-    };
+        Ok(parse())
+    }
+}
 
-    let mut report = BatchReport::default();
-    let mut events = Vec::with_capacity(items.len());
-    let mut indexes = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        match item {
-            Ok(event) => {
-                indexes.push(index);
-                events.push(event);
+/// One parsed item of a request: its index in the body, and the event it became or why not.
+/// An item may become several events (a Segment `group` call) or several items may come from
+/// one line (a line-protocol line with several fields): the index is what the answer names.
+pub(crate) type Parsed = (usize, std::result::Result<Event, Rejection>);
+
+impl IngestState {
+    /// Rate-limits, appends the good events (returning once durable) and reports the fate of
+    /// every item. `body_bytes` is the request's size, for the ingest metrics.
+    pub(crate) async fn store(
+        &self,
+        tenant: &str,
+        body_bytes: usize,
+        parsed: Vec<Parsed>,
+    ) -> Result<BatchReport> {
+        let mut report = BatchReport::default();
+        let mut events = Vec::with_capacity(parsed.len());
+        let mut indexes = Vec::with_capacity(parsed.len());
+        for (index, item) in parsed {
+            match item {
+                Ok(event) => {
+                    indexes.push(index);
+                    events.push(event);
+                }
+                Err(rejection) => report.errors.push(ItemError { index, rejection }),
             }
-            Err(rejection) => report.errors.push(ItemError { index, rejection }),
         }
-    }
-    state.check_rate(&key.tenant, events.len())?;
-    if !events.is_empty() {
-        let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
-        let started = std::time::Instant::now();
-        let count = events.len();
-        let outcomes = state.log.append(events).await?;
-        telemetry::record_append(started.elapsed(), count);
-        for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
-            match outcome {
-                AppendOutcome::Stored(_) => report.accepted += 1,
-                AppendOutcome::Duplicate => report.duplicates.push(Duplicate { index, id }),
+        self.check_rate(tenant, events.len())?;
+        if !events.is_empty() {
+            let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
+            let started = std::time::Instant::now();
+            let count = events.len();
+            let outcomes = self.log.append(events).await?;
+            telemetry::record_append(started.elapsed(), count);
+            for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
+                match outcome {
+                    AppendOutcome::Stored(_) => report.accepted += 1,
+                    AppendOutcome::Duplicate => report.duplicates.push(Duplicate { index, id }),
+                }
+            }
+            // Test-only: the write is durable, but the client is told it failed, as when a
+            // response is lost; its retry must then be recognised as a duplicate.
+            if self.faults.fail_after_append() {
+                return Err(Error::InjectedFault);
             }
         }
+        report.rejected = report.errors.len();
+        let reasons: Vec<&'static str> = report.errors.iter().map(|e| e.rejection.code).collect();
+        telemetry::record_batch(
+            body_bytes,
+            report.accepted,
+            report.duplicates.len(),
+            &reasons,
+        );
+        Ok(report)
     }
-    report.rejected = report.errors.len();
-    let reasons: Vec<&'static str> = report.errors.iter().map(|e| e.rejection.code).collect();
-    telemetry::record_batch(
-        body.bytes.len(),
-        report.accepted,
-        report.duplicates.len(),
-        &reasons,
-    );
-    let status = if report.accepted == 0 && report.duplicates.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, axum::Json(report)).into_response())
 }
 
 fn parse_items(
@@ -208,24 +254,32 @@ fn parse_items(
 }
 
 /// The answer to a batch: every item not listed under `errors` or `duplicates` was stored.
+/// `accepted` counts stored events (an item may become more than one).
 #[derive(Debug, Default, Serialize)]
-struct BatchReport {
-    accepted: usize,
-    rejected: usize,
-    errors: Vec<ItemError>,
-    duplicates: Vec<Duplicate>,
+pub(crate) struct BatchReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<ItemError>,
+    pub duplicates: Vec<Duplicate>,
+}
+
+impl BatchReport {
+    /// Whether any event is now stored because of (or was already stored before) this request.
+    pub fn stored_anything(&self) -> bool {
+        self.accepted > 0 || !self.duplicates.is_empty()
+    }
 }
 
 #[derive(Debug, Serialize)]
-struct ItemError {
-    index: usize,
+pub(crate) struct ItemError {
+    pub index: usize,
     #[serde(flatten)]
-    rejection: Rejection,
+    pub rejection: Rejection,
 }
 
 /// An item whose id was already stored: acknowledged, not stored again.
 #[derive(Debug, Serialize)]
-struct Duplicate {
-    index: usize,
-    id: uuid::Uuid,
+pub(crate) struct Duplicate {
+    pub index: usize,
+    pub id: uuid::Uuid,
 }

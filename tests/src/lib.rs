@@ -52,6 +52,15 @@ impl Shoal {
     /// Starts the binary on a free loopback port with `data_dir`, and a config file with
     /// `config_toml` when given.
     pub fn start(data_dir: &Path, config_toml: Option<&str>) -> Shoal {
+        Shoal::start_with_env(data_dir, config_toml, &[])
+    }
+
+    /// [`Shoal::start`] with extra environment variables (e.g. the test-only fault hook).
+    pub fn start_with_env(
+        data_dir: &Path,
+        config_toml: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Shoal {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let mut command = Command::new(shoal_bin());
         command
@@ -64,6 +73,7 @@ impl Shoal {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        command.envs(env.iter().copied());
         if let Some(text) = config_toml {
             let path = data_dir.join("test-config.toml");
             std::fs::write(&path, text).expect("write config");

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 const MAX_TAGS: usize = 32;
+/// Ids of agent points are UUIDv5 of (series key, time, value) in this namespace.
+const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x7e11_3c5a_0b9d_4f2e_8a61_c4d3_b2a1_9f80);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +118,91 @@ pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
         tenant: context.tenant.to_owned(),
         kind: EventKind::Metric,
         name: metric.into_owned(),
+        entity,
+        timestamp,
+        received_at: context.received_at,
+        properties,
+        value: Some(value),
+    })
+}
+
+/// A metric event from a point already read by one of the agent protocols (line protocol,
+/// Mackerel): the same validation and series key as `POST /v1/metrics`.
+pub fn agent_point(
+    metric: &str,
+    tags: BTreeMap<String, String>,
+    value: f64,
+    timestamp: i64,
+    id: Option<Uuid>,
+    context: &Context<'_>,
+) -> Result<Event, Rejection> {
+    if metric.trim().is_empty() {
+        return Err(Rejection::new(
+            "empty",
+            "name",
+            "metric name must not be empty",
+        ));
+    }
+    if metric.len() > LIMIT_NAME_BYTES {
+        return Err(Rejection::new(
+            "too_long",
+            "name",
+            format!(
+                "metric name is {} bytes, the limit is {LIMIT_NAME_BYTES}",
+                metric.len()
+            ),
+        ));
+    }
+    if metric.contains(['{', '}', ',', '=']) || metric.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            "invalid_value",
+            "name",
+            format!("metric name {metric:?} must not contain {{ }} , = or control characters"),
+        ));
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(Rejection::new(
+            "too_many_tags",
+            "tags",
+            format!("{} tags, the limit is {MAX_TAGS}", tags.len()),
+        ));
+    }
+    for (tag, text) in &tags {
+        if tag.contains(['{', '}', ',', '=']) || text.contains(['{', '}', ',', '=']) {
+            return Err(Rejection::new(
+                "invalid_value",
+                format!("tags.{tag}"),
+                "tag names and values must not contain { } , =",
+            ));
+        }
+    }
+    let entity = series_key(metric, &tags);
+    if entity.len() > LIMIT_ENTITY_BYTES {
+        return Err(Rejection::new(
+            "too_long",
+            "tags",
+            format!(
+                "the series key name{{tags}} is {} bytes, the limit is {LIMIT_ENTITY_BYTES}",
+                entity.len()
+            ),
+        ));
+    }
+    let timestamp = super::native::apply_skew(Some(timestamp), None, context.received_at)?;
+    let properties = serde_json::to_string(&tags)
+        .map_err(|_| Rejection::new("invalid_value", "tags", "tags could not be encoded"))?;
+    // A resent point (same series, time and value) gets the same id, so the log drops the copy;
+    // a different value at the same time is a new event (and wins in the series, as in InfluxDB).
+    let id = id.unwrap_or_else(|| {
+        let mut seed = entity.clone().into_bytes();
+        seed.extend_from_slice(&timestamp.to_be_bytes());
+        seed.extend_from_slice(&value.to_bits().to_be_bytes());
+        Uuid::new_v5(&POINT_NAMESPACE, &seed)
+    });
+    Ok(Event {
+        id,
+        tenant: context.tenant.to_owned(),
+        kind: EventKind::Metric,
+        name: metric.to_owned(),
         entity,
         timestamp,
         received_at: context.received_at,

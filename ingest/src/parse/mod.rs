@@ -6,8 +6,11 @@
 //! at all (broken JSON syntax in an array) fails as a whole.
 
 mod fields;
+pub mod line_protocol;
+pub mod mackerel;
 mod metric;
 mod native;
+pub mod segment;
 
 pub use metric::parse_point;
 pub use native::parse_event;
@@ -22,6 +25,11 @@ pub struct Rejection {
     pub code: &'static str,
     pub field: String,
     pub message: String,
+    /// Where in the body, for line-oriented formats (1-based; the column counts bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl Rejection {
@@ -30,7 +38,16 @@ impl Rejection {
             code,
             field: field.into(),
             message: message.into(),
+            line: None,
+            column: None,
         }
+    }
+
+    /// The same rejection, placed at a line and column of the body.
+    pub fn at(mut self, line: usize, column: usize) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
     }
 }
 

@@ -143,6 +143,16 @@ pub fn corrected_time(
         .map(|value| time(value, "timestamp"))
         .transpose()?;
     let sent = sent_at.map(|value| time(value, "sent_at")).transpose()?;
+    apply_skew(client_time, sent, received_at)
+}
+
+/// The skew correction itself, on times already read: `received_at − (sent − at)`, refusing
+/// times more than a day ahead of the server.
+pub fn apply_skew(
+    client_time: Option<i64>,
+    sent: Option<i64>,
+    received_at: i64,
+) -> Result<i64, Rejection> {
     let corrected = match (client_time, sent) {
         (Some(at), Some(sent)) => received_at.saturating_sub(sent.saturating_sub(at)),
         (Some(at), None) => at,
