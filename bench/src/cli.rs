@@ -50,6 +50,9 @@ pub struct QueryArgs {
     /// Connections sending batches during the probes.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub load_connections: u32,
+    /// Background events per second, over all load connections.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub load_rate: u32,
     /// Events per background batch.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub load_batch: u32,
