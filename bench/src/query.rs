@@ -11,7 +11,8 @@
 //! - the day aggregated over every series (`GET /v1/series?metric=…&step=1h&combine=sum`).
 //!
 //! Then ingest→queryable: while `--load-connections` send batches at `--load-rate` events/s,
-//! a probe writes one event for a fresh customer and polls `GET /v1/entities/{id}` every millisecond until it answers 200.
+//! a probe writes one event for a fresh customer and polls `GET /v1/entities/{id}` every
+//! millisecond until it answers 200.
 //! Latencies are measured by this client over loopback (HTTP included).
 
 use crate::cli::QueryArgs;
