@@ -213,16 +213,22 @@ impl Leaser {
         shoal_storage::Key::new(lease_pk(&self.config.group), shard.clone())
     }
 
+    /// A bump of `shard`'s lease counter on condition that we still own it: a renewal, or with
+    /// the owner cleared, a release.
+    fn while_ours(&self, shard: &ShardId) -> Update {
+        Update::new(self.key(shard))
+            .add(COUNTER, 1.0)
+            .set("updated_at", Value::N(now_millis() as f64))
+            .when(Condition::Eq(
+                OWNER.into(),
+                Value::S(self.config.owner.clone()),
+            ))
+    }
+
     async fn renew(&mut self) {
         let shards: Vec<ShardId> = self.held.keys().cloned().collect();
         for shard in shards {
-            let update = Update::new(self.key(&shard))
-                .add(COUNTER, 1.0)
-                .set("updated_at", Value::N(now_millis() as f64))
-                .when(Condition::Eq(
-                    OWNER.into(),
-                    Value::S(self.config.owner.clone()),
-                ));
+            let update = self.while_ours(&shard);
             match self
                 .handle
                 .tables()
@@ -420,14 +426,7 @@ impl Leaser {
         let held: Vec<(ShardId, Held)> = std::mem::take(&mut self.held).into_iter().collect();
         for (shard, held) in held {
             self.handle.disown(&shard).await;
-            let update = Update::new(self.key(&shard))
-                .set(OWNER, Value::S(String::new()))
-                .add(COUNTER, 1.0)
-                .set("updated_at", Value::N(now_millis() as f64))
-                .when(Condition::Eq(
-                    OWNER.into(),
-                    Value::S(self.config.owner.clone()),
-                ));
+            let update = self.while_ours(&shard).set(OWNER, Value::S(String::new()));
             match self
                 .handle
                 .tables()
