@@ -265,17 +265,51 @@ async fn assert_applied_once(front: &Shoal, read: &str, events: usize) {
     }
 }
 
+/// One ingest+query process and two projector processes on a fresh stream and tables.
+struct Cluster {
+    name: String,
+    root: tempfile::TempDir,
+    front: Shoal,
+    first: Shoal,
+    second: Shoal,
+    write: String,
+    read: String,
+}
+
+impl Cluster {
+    fn start(shards: u32) -> Cluster {
+        let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let config =
+            aws_config(&name).replace("shard_count = 4", &format!("shard_count = {shards}"));
+        let root = tempfile::tempdir().unwrap();
+        aws_init(&root.path().join("init"), &config);
+        let front = start_role(&root.path().join("front"), &config, r#""ingest", "query""#);
+        let credentials = front.credentials();
+        let first = start_role(&root.path().join("p1"), &config, r#""projector""#);
+        let second = start_role(&root.path().join("p2"), &config, r#""projector""#);
+        Cluster {
+            name,
+            root,
+            front,
+            first,
+            second,
+            write: credentials.write_key,
+            read: credentials.read_key,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reshard_while_ingesting_loses_and_doubles_nothing() {
-    let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let config = aws_config(&name).replace("shard_count = 4", "shard_count = 2");
-    let root = tempfile::tempdir().unwrap();
-    aws_init(&root.path().join("init"), &config);
-    let front = start_role(&root.path().join("front"), &config, r#""ingest", "query""#);
-    let credentials = front.credentials();
-    let (write, read) = (credentials.write_key.clone(), credentials.read_key.clone());
-    let first = start_role(&root.path().join("p1"), &config, r#""projector""#);
-    let second = start_role(&root.path().join("p2"), &config, r#""projector""#);
+    let Cluster {
+        name,
+        root,
+        front,
+        first,
+        second,
+        write,
+        read,
+    } = Cluster::start(2);
     let day = (shoal_schemas::time::now_millis() / DAY - 5) * DAY;
 
     for b in 0..BATCHES / 3 {
@@ -337,17 +371,15 @@ async fn a_reshard_while_ingesting_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_projectors_share_shards_and_survive_a_sigkill() {
-    let name = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let config = aws_config(&name);
-    let root = tempfile::tempdir().unwrap();
-    aws_init(&root.path().join("init"), &config);
-
-    let front = start_role(&root.path().join("front"), &config, r#""ingest", "query""#);
-    let credentials = front.credentials();
-    let (write, read) = (credentials.write_key.clone(), credentials.read_key.clone());
-    let first = start_role(&root.path().join("p1"), &config, r#""projector""#);
-    let second = start_role(&root.path().join("p2"), &config, r#""projector""#);
-
+    let Cluster {
+        name,
+        root,
+        front,
+        first,
+        second,
+        write,
+        read,
+    } = Cluster::start(4);
     let day = (shoal_schemas::time::now_millis() / DAY - 5) * DAY;
     for b in 0..BATCHES / 2 {
         send(&front, &write, &batch(b, day)).await;

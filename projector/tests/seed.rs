@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use common::{Fault, TestTables, dump, log_in, metric, track};
 use shoal_projector::{ProjectorConfig, catch_up, checkpoint, default_projections};
 use shoal_schemas::{Event, EventKind, Position, ShardId};
-use shoal_storage::{AppendOutcome, EventLog, ReadBatch, ShardInfo, Table};
-use std::collections::HashMap;
+use shoal_storage::{AppendOutcome, EventLog, Key, ReadBatch, ShardInfo, Table, TableName};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,18 +123,25 @@ async fn setup(dir: &std::path::Path) -> (Arc<dyn EventLog>, Arc<Forgetful>, Arc
     (log, forgetful, tables)
 }
 
-async fn reference(log: &Arc<dyn EventLog>) -> (Arc<TestTables>, Vec<Arc<dyn Table>>) {
+/// A clean replay of the whole log, and the read-model keys it wrote (the archive's are left
+/// out: it is an input here, not under test).
+async fn reference(log: &Arc<dyn EventLog>) -> (Arc<TestTables>, BTreeSet<(TableName, Key)>) {
     let tables = Arc::new(TestTables::new(100));
     let dynamic: Arc<dyn Table> = tables.clone();
     catch_up(
         log.clone(),
-        dynamic.clone(),
+        dynamic,
         &readers(),
         &ProjectorConfig::default(),
     )
     .await
     .unwrap();
-    (tables, vec![dynamic])
+    let keys = tables
+        .keys()
+        .into_iter()
+        .filter(|(table, _)| *table != TableName::Events)
+        .collect();
+    (tables, keys)
 }
 
 fn seeding() -> ProjectorConfig {
@@ -150,12 +157,7 @@ fn seeding() -> ProjectorConfig {
 async fn a_new_projection_on_a_forgetful_log_seeds_from_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let (log, forgetful, tables) = setup(dir.path()).await;
-    let (expected, _) = reference(&log).await;
-    let keys: std::collections::BTreeSet<_> = expected
-        .keys()
-        .into_iter()
-        .filter(|(table, _)| *table != shoal_storage::TableName::Events)
-        .collect();
+    let (expected, keys) = reference(&log).await;
 
     // Without seeding, the forgotten history is simply missing: the test can tell.
     let unseeded = Arc::new(TestTables::new(100));
@@ -189,12 +191,7 @@ async fn a_new_projection_on_a_forgetful_log_seeds_from_the_archive() {
 async fn a_seed_cut_short_starts_over_without_double_counting() {
     let dir = tempfile::tempdir().unwrap();
     let (log, forgetful, tables) = setup(dir.path()).await;
-    let (expected, _) = reference(&log).await;
-    let keys: std::collections::BTreeSet<_> = expected
-        .keys()
-        .into_iter()
-        .filter(|(table, _)| *table != shoal_storage::TableName::Events)
-        .collect();
+    let (expected, keys) = reference(&log).await;
     let as_log: Arc<dyn EventLog> = forgetful.clone();
     let dynamic: Arc<dyn Table> = tables.clone();
     for (after, fault) in [(9, Fault::After), (4, Fault::Before), (1, Fault::After)] {
