@@ -18,9 +18,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use shoal_schemas::{Event, EventKind, Sequence};
-use shoal_search::{
-    FacetField, Indexer, SearchConfig, SearchFields, SearchIndex, SearchRequest, SearchWorker,
-};
+use shoal_search::{FacetField, Indexer, SearchConfig, SearchIndex, SearchRequest, SearchWorker};
 use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::{EventLog, LogRecord};
 use std::sync::Arc;
@@ -86,10 +84,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
         .prefix("shoal-bench-search-")
         .tempdir_in(&args.dir)
         .context("making the index directory")?;
-    let index = Arc::new(SearchIndex::open(
-        &dir.path().join("search"),
-        SearchFields::All,
-    )?);
+    let index = Arc::new(SearchIndex::open(&dir.path().join("search"))?);
     println!(
         "search bench: {} events, {} indexing thread(s), index in {}",
         args.events,

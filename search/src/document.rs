@@ -6,6 +6,7 @@
 //! Metric points are not indexed: they are numbers on a series, and at metric rates they would
 //! dominate the index without ever being searched by text.
 
+use crate::partition::{TenantFields, partition};
 use crate::schema::{self, Fields};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -13,13 +14,43 @@ use shoal_schemas::{Event, EventKind};
 use std::collections::BTreeSet;
 use tantivy::TantivyDocument;
 
-/// Which properties and traits are searchable: all of them, or those with these top-level names.
-/// The default; the rules document of a tenant will be able to narrow it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Which properties (or traits) are searchable: all of them, or those with these top-level
+/// names. The default is all; a tenant's rules document can narrow it (`partition.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "SelectionRepr", try_from = "SelectionRepr")]
 pub enum SearchFields {
     #[default]
     All,
     Only(BTreeSet<String>),
+}
+
+/// `"all"` or a list of names, as in the rules document.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SelectionRepr {
+    Word(String),
+    Names(BTreeSet<String>),
+}
+
+impl From<SearchFields> for SelectionRepr {
+    fn from(fields: SearchFields) -> Self {
+        match fields {
+            SearchFields::All => SelectionRepr::Word("all".to_owned()),
+            SearchFields::Only(names) => SelectionRepr::Names(names),
+        }
+    }
+}
+
+impl TryFrom<SelectionRepr> for SearchFields {
+    type Error = String;
+
+    fn try_from(repr: SelectionRepr) -> Result<Self, String> {
+        match repr {
+            SelectionRepr::Word(word) if word == "all" => Ok(SearchFields::All),
+            SelectionRepr::Word(word) => Err(format!("expected `all` or a list, got {word:?}")),
+            SelectionRepr::Names(names) => Ok(SearchFields::Only(names)),
+        }
+    }
 }
 
 impl SearchFields {
@@ -93,16 +124,19 @@ pub(crate) fn is_indexed(event: &Event) -> bool {
     event.kind != EventKind::Metric
 }
 
+/// The document of `event` in the tenant's partition `partition`, with the properties that
+/// `searchable` selects.
 pub(crate) fn event_doc(
     fields: &Fields,
-    searchable_fields: &SearchFields,
+    searchable: &TenantFields,
+    partition: &str,
     event: &Event,
 ) -> TantivyDocument {
     let id = event.id.to_string();
     let mut texts = vec![event.name.clone(), event.entity.clone()];
-    let attrs = searchable_owned(event.properties_map(), searchable_fields, &mut texts);
+    let attrs = searchable_owned(event.properties_map(), &searchable.properties, &mut texts);
     let mut doc = TantivyDocument::new();
-    doc.add_text(fields.tenant, &event.tenant);
+    doc.add_text(fields.tenant, partition);
     doc.add_text(fields.doc_type, schema::EVENT);
     doc.add_text(fields.id, &id);
     doc.add_text(fields.name, &event.name);
@@ -130,6 +164,9 @@ fn attrs_object(
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EntityState {
     pub tenant: String,
+    /// The tenant's generation this document belongs to (`partition.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
     pub entity: String,
     /// Every trait, searchable or not (a change of searchable fields must not need the log).
     pub traits: Map<String, Value>,
@@ -139,13 +176,23 @@ pub(crate) struct EntityState {
     pub last_seen: Option<i64>,
 }
 
+fn is_zero(generation: &u32) -> bool {
+    *generation == 0
+}
+
 impl EntityState {
-    pub fn new(tenant: &str, entity: &str) -> Self {
+    pub fn new(tenant: &str, generation: u32, entity: &str) -> Self {
         EntityState {
             tenant: tenant.to_owned(),
+            generation,
             entity: entity.to_owned(),
             ..EntityState::default()
         }
+    }
+
+    /// The key its document is found and replaced by.
+    pub fn key(&self) -> String {
+        schema::entity_key(&partition(&self.tenant, self.generation), &self.entity)
     }
 
     /// Folds one event in. Idempotent in log order: replaying events already folded leaves the
@@ -160,13 +207,13 @@ impl EntityState {
         );
     }
 
-    pub fn to_doc(&self, fields: &Fields, searchable_fields: &SearchFields) -> TantivyDocument {
+    pub fn to_doc(&self, fields: &Fields, searchable: &TenantFields) -> TantivyDocument {
         let mut texts = vec![self.entity.clone()];
-        let attrs = searchable(&self.traits, searchable_fields, &mut texts);
+        let attrs = self::searchable(&self.traits, &searchable.traits, &mut texts);
         let mut doc = TantivyDocument::new();
-        doc.add_text(fields.tenant, &self.tenant);
+        doc.add_text(fields.tenant, partition(&self.tenant, self.generation));
         doc.add_text(fields.doc_type, schema::ENTITY);
-        doc.add_text(fields.key, schema::entity_key(&self.tenant, &self.entity));
+        doc.add_text(fields.key, self.key());
         doc.add_text(fields.entity, &self.entity);
         if let Some(last_seen) = self.last_seen {
             doc.add_i64(fields.timestamp, last_seen);

@@ -1,10 +1,13 @@
 //! The index on disk and what readers share: the schema, the reader, the committed progress.
 //!
-//! The committed progress (per shard, the position of the last event the index holds) lives in
-//! tantivy's commit payload, written by the same commit as the documents it covers (see
-//! `indexer.rs`). Opening the index reads it back, so the worker resumes exactly there.
+//! The committed progress (per shard, the position of the last event the index holds; each
+//! tenant's live generation; a rebuild under way) lives in tantivy's commit payload, written by
+//! the same commit as the documents it covers (see `indexer.rs`). Opening the index reads it
+//! back, so the worker resumes exactly there.
 
-use crate::document::SearchFields;
+use crate::partition::{
+    PartitionStatus, Rebuild, RebuildStatus, TenantFields, TenantIndex, partition,
+};
 use crate::schema::{self, Fields};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -25,12 +28,20 @@ pub struct ShardProgress {
     pub last_received_at: i64,
 }
 
-/// The commit payload: JSON, versioned by its shape.
+/// The commit payload: JSON, versioned by its shape (fields added later default to empty).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Payload {
     pub shards: BTreeMap<ShardId, ShardProgress>,
     /// When the commit was made (ms).
     pub committed_at: Option<i64>,
+    /// Tenants not at generation 0 with every field searchable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, TenantIndex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<Rebuild>,
+    /// Partitions no longer searched, whose documents the next commit deletes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
 }
 
 impl Payload {
@@ -40,6 +51,11 @@ impl Payload {
             Some(text) => serde_json::from_str(text)
                 .map_err(|error| Error::Corrupt(format!("commit payload: {error}"))),
         }
+    }
+
+    /// The live generation and fields of `tenant`.
+    pub fn tenant(&self, tenant: &str) -> TenantIndex {
+        self.tenants.get(tenant).cloned().unwrap_or_default()
     }
 }
 
@@ -129,6 +145,12 @@ pub(crate) struct Annotation {
     pub band: Option<String>,
 }
 
+/// The committed state searches are answered from.
+struct Published {
+    status: IndexStatus,
+    payload: Payload,
+}
+
 /// A tantivy index of events and entities of every tenant. Searches go through
 /// [`SearchIndex::search`], which always restricts to one tenant; writes go through one
 /// [`crate::Indexer`] (tantivy allows one writer per index).
@@ -136,9 +158,11 @@ pub struct SearchIndex {
     pub(crate) index: Index,
     pub(crate) reader: IndexReader,
     pub(crate) fields: Fields,
-    pub(crate) searchable: SearchFields,
     pub(crate) parser: QueryParser,
-    status: Mutex<IndexStatus>,
+    /// What searches see: replaced whole, under this lock, together with the reader's reload.
+    published: Mutex<Published>,
+    /// The searchable fields each tenant's live rules ask for (tenants absent: no opinion yet).
+    wanted: Mutex<BTreeMap<String, TenantFields>>,
     annotations: Mutex<Vec<Annotation>>,
     /// Wakes an idle worker when annotations arrive.
     pub(crate) wake: tokio::sync::Notify,
@@ -154,7 +178,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SearchIndex {
     /// Opens the index in `dir`, creating it when empty, and deleting it first when it was made
     /// with another schema (it is then rebuilt from the log by the worker).
-    pub fn open(dir: &Path, searchable: SearchFields) -> Result<SearchIndex> {
+    pub fn open(dir: &Path) -> Result<SearchIndex> {
         std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
         let (schema, fields) = schema::build();
         discard_if_other_schema(dir, &schema)?;
@@ -171,11 +195,14 @@ impl SearchIndex {
         let payload = Payload::parse(index.load_metas()?.payload.as_deref())?;
         let docs = reader.searcher().num_docs();
         Ok(SearchIndex {
-            status: Mutex::new(IndexStatus::from_payload(&payload, docs)),
+            published: Mutex::new(Published {
+                status: IndexStatus::from_payload(&payload, docs),
+                payload,
+            }),
+            wanted: Mutex::new(BTreeMap::new()),
             index,
             reader,
             fields,
-            searchable,
             parser,
             annotations: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
@@ -184,11 +211,59 @@ impl SearchIndex {
 
     /// The committed, searchable state.
     pub fn status(&self) -> IndexStatus {
-        lock(&self.status).clone()
+        lock(&self.published).status.clone()
     }
 
-    pub(crate) fn set_status(&self, status: IndexStatus) {
-        *lock(&self.status) = status;
+    /// Which generation answers `tenant`'s searches, and the rebuild of its next one if any.
+    pub fn partition_status(&self, tenant: &str) -> PartitionStatus {
+        let published = lock(&self.published);
+        let live = published.payload.tenant(tenant);
+        PartitionStatus {
+            generation: live.generation,
+            fields: live.fields,
+            rebuilding: published
+                .payload
+                .rebuild
+                .as_ref()
+                .filter(|rebuild| rebuild.tenant == tenant)
+                .map(RebuildStatus::of),
+        }
+    }
+
+    /// Makes a commit searchable: reloads the reader and publishes what the commit holds, both
+    /// under one lock, so that a search never pairs a partition with a reader that lacks it.
+    pub(crate) fn publish(&self, payload: &Payload) -> Result<()> {
+        let mut published = lock(&self.published);
+        self.reader.reload()?;
+        let docs = self.reader.searcher().num_docs();
+        published.status = IndexStatus::from_payload(payload, docs);
+        published.payload = payload.clone();
+        Ok(())
+    }
+
+    /// The freshness, the partition and the searcher for one search of `tenant`.
+    pub(crate) fn snapshot(&self, tenant: &str) -> (IndexStatus, String, tantivy::Searcher) {
+        let published = lock(&self.published);
+        let generation = published.payload.tenant(tenant).generation;
+        (
+            published.status.clone(),
+            partition(tenant, generation).into_owned(),
+            self.reader.searcher(),
+        )
+    }
+
+    /// Sets the searchable fields `tenant`'s live rules ask for. When they differ from what its
+    /// documents were built with, the worker rebuilds the tenant's documents beside the live
+    /// ones and swaps them in when caught up (see `partition.rs`).
+    pub fn set_search_fields(&self, tenant: &str, fields: TenantFields) {
+        let changed = lock(&self.wanted).insert(tenant.to_owned(), fields.clone()) != Some(fields);
+        if changed {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn wanted_fields(&self) -> BTreeMap<String, TenantFields> {
+        lock(&self.wanted).clone()
     }
 
     /// The progress the last commit recorded: where indexing resumes.

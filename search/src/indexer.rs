@@ -20,12 +20,17 @@
 //! of every search then lets the term clauses skip whole posting blocks of other tenants
 //! instead of visiting every match of every tenant. The longer the commits, the longer these
 //! runs; a trickle of events makes short ones (the index is then small in proportion).
+//!
+//! A tenant's documents are rebuilt beside the live ones when its searchable fields change:
+//! the same exactly-once argument holds for the rebuild's own cursor, which is in the same
+//! payload (see `partition.rs`).
 
-use crate::document::{self, EntityState};
-use crate::index::{Annotation, IndexStatus, Payload, SearchIndex, ShardProgress};
+use crate::document::{self, EntityState, SearchFields};
+use crate::index::{Annotation, Payload, SearchIndex, ShardProgress};
+use crate::partition::{Rebuild, TenantFields, TenantIndex, partition};
 use crate::schema;
 use crate::{Error, Result};
-use shoal_schemas::{Position, ShardId, time::now_millis};
+use shoal_schemas::{Event, Position, ShardId, time::now_millis};
 use shoal_storage::LogRecord;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,6 +39,12 @@ use tantivy::collector::TopDocs;
 use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexWriter, TantivyDocument, Term};
+
+/// What a tenant's documents are built with until its rules say otherwise.
+static ALL_FIELDS: TenantFields = TenantFields {
+    properties: SearchFields::All,
+    traits: SearchFields::All,
+};
 
 /// Committed entity states kept in memory between commits, at most.
 const ENTITY_CACHE: usize = 200_000;
@@ -45,11 +56,17 @@ pub struct Indexer {
     committed: Payload,
     /// Positions applied, committed or not.
     progress: BTreeMap<ShardId, ShardProgress>,
+    /// Each tenant's live generation, committed or not (absent: generation 0, all fields).
+    tenants: BTreeMap<String, TenantIndex>,
+    rebuild: Option<Rebuild>,
+    /// Partitions given up since the last commit: the next payload lists them, and the commit
+    /// after it deletes their documents.
+    retiring: Vec<String>,
     /// Entities touched since the last commit, by document key.
     entities: HashMap<String, EntityState>,
     /// The committed state of entities written by recent commits, by document key.
     committed_entities: HashMap<String, EntityState>,
-    /// Event documents since the last commit, by tenant, in log order.
+    /// Event documents since the last commit, by partition, in log order.
     events: HashMap<String, Vec<TantivyDocument>>,
     pending: usize,
     first_pending_at: Option<Instant>,
@@ -64,6 +81,9 @@ impl Indexer {
         let committed = index.committed_payload()?;
         Ok(Indexer {
             progress: committed.shards.clone(),
+            tenants: committed.tenants.clone(),
+            rebuild: committed.rebuild.clone(),
+            retiring: Vec::new(),
             committed,
             index,
             writer,
@@ -79,6 +99,13 @@ impl Indexer {
     /// The position after which `shard` is to be read next.
     pub fn position(&self, shard: &ShardId) -> Option<&Position> {
         self.progress.get(shard).map(|progress| &progress.position)
+    }
+
+    /// Where the rebuild under way reads `shard` next, when it is behind the live cursor there.
+    pub(crate) fn rebuild_behind(&self, shard: &ShardId) -> Option<Option<Position>> {
+        let rebuild = self.rebuild.as_ref()?;
+        let at = rebuild.position(shard);
+        (at < self.position(shard)).then(|| at.cloned())
     }
 
     /// Events and annotations applied since the last commit.
@@ -100,9 +127,19 @@ impl Indexer {
         self.first_pending_at.get_or_insert_with(Instant::now);
     }
 
+    fn live(&self, tenant: &str) -> TenantIndex {
+        self.tenants.get(tenant).cloned().unwrap_or_default()
+    }
+
+    /// [`Self::live`] without a copy, for the per-event path.
+    fn live_fields(&self, tenant: &str) -> (u32, &TenantFields) {
+        self.tenants
+            .get(tenant)
+            .map_or((0, &ALL_FIELDS), |live| (live.generation, &live.fields))
+    }
+
     /// Indexes the events of `records`, read from `shard` after this indexer's position there.
     pub fn apply(&mut self, shard: &ShardId, records: &[LogRecord]) -> Result<()> {
-        let fields = self.index.fields;
         for record in records {
             for (position, event) in record.positioned() {
                 // A read starts after our position, so this only guards against a backend
@@ -110,15 +147,28 @@ impl Indexer {
                 if self.position(shard).is_some_and(|done| &position <= done) {
                     continue;
                 }
+                // A rebuild that has reached the live cursor on this shard moves with it.
+                let rebuild_follows = self
+                    .rebuild
+                    .as_ref()
+                    .is_some_and(|rebuild| rebuild.position(shard) == self.position(shard));
                 if document::is_indexed(event) {
-                    let doc = document::event_doc(&fields, &self.index.searchable, event);
-                    match self.events.get_mut(&event.tenant) {
-                        Some(docs) => docs.push(doc),
-                        None => {
-                            self.events.insert(event.tenant.clone(), vec![doc]);
-                        }
+                    let (generation, fields) = self.live_fields(&event.tenant);
+                    let doc = self.event_doc(event, generation, fields);
+                    self.add_event(event, generation, doc)?;
+                    if let Some(rebuild) = self
+                        .rebuild
+                        .as_ref()
+                        .filter(|rebuild| rebuild_follows && rebuild.tenant == event.tenant)
+                    {
+                        let generation = rebuild.generation;
+                        let doc = self.event_doc(event, generation, &rebuild.fields);
+                        self.add_event(event, generation, doc)?;
+                        self.count_rebuilt();
                     }
-                    self.entity(&event.tenant, &event.entity)?.apply(event);
+                }
+                if rebuild_follows && let Some(rebuild) = self.rebuild.as_mut() {
+                    rebuild.shards.insert(shard.clone(), position.clone());
                 }
                 self.progress.insert(
                     shard.clone(),
@@ -133,31 +183,219 @@ impl Indexer {
         Ok(())
     }
 
-    pub(crate) fn annotate(&mut self, annotations: Vec<Annotation>) -> Result<()> {
-        for annotation in annotations {
-            let state = self.entity(&annotation.tenant, &annotation.entity)?;
-            state.stage = annotation.stage;
-            state.band = annotation.band;
+    /// Indexes, into the rebuild under way, the events of `records` read from `shard` after the
+    /// rebuild's position there, up to the live cursor and no further.
+    pub fn apply_rebuild(&mut self, shard: &ShardId, records: &[LogRecord]) -> Result<()> {
+        let Some((tenant, generation, fields)) = self.rebuild.as_ref().map(|rebuild| {
+            // Cloned once per read, not per event.
+            (
+                rebuild.tenant.clone(),
+                rebuild.generation,
+                rebuild.fields.clone(),
+            )
+        }) else {
+            return Ok(());
+        };
+        let live = self.position(shard).cloned();
+        let mut last = None;
+        'records: for record in records {
+            for (position, event) in record.positioned() {
+                let done = self
+                    .rebuild
+                    .as_ref()
+                    .and_then(|rebuild| rebuild.position(shard));
+                if done.is_some_and(|done| &position <= done) {
+                    continue;
+                }
+                if live.as_ref().is_none_or(|live| &position > live) {
+                    break 'records;
+                }
+                if event.tenant == tenant && document::is_indexed(event) {
+                    let doc = self.event_doc(event, generation, &fields);
+                    self.add_event(event, generation, doc)?;
+                    self.count_rebuilt();
+                    self.touch();
+                }
+                last = Some(position);
+            }
+        }
+        if let (Some(position), Some(rebuild)) = (last, self.rebuild.as_mut()) {
+            rebuild.shards.insert(shard.clone(), position);
             self.touch();
         }
         Ok(())
     }
 
-    /// The entity's state as of everything applied, loaded from the index on first touch.
-    fn entity(&mut self, tenant: &str, entity: &str) -> Result<&mut EntityState> {
-        let key = schema::entity_key(tenant, entity);
+    fn count_rebuilt(&mut self) {
+        if let Some(rebuild) = self.rebuild.as_mut() {
+            rebuild.indexed += 1;
+        }
+    }
+
+    fn event_doc(&self, event: &Event, generation: u32, fields: &TenantFields) -> TantivyDocument {
+        let part = partition(&event.tenant, generation);
+        document::event_doc(&self.index.fields, fields, &part, event)
+    }
+
+    /// Holds `doc` for the next commit and folds `event` into its entity of `generation`.
+    fn add_event(&mut self, event: &Event, generation: u32, doc: TantivyDocument) -> Result<()> {
+        let part = partition(&event.tenant, generation);
+        match self.events.get_mut(part.as_ref()) {
+            Some(docs) => docs.push(doc),
+            None => {
+                self.events.insert(part.into_owned(), vec![doc]);
+            }
+        }
+        self.entity(&event.tenant, generation, &event.entity)?
+            .apply(event);
+        Ok(())
+    }
+
+    pub(crate) fn annotate(&mut self, annotations: Vec<Annotation>) -> Result<()> {
+        for annotation in annotations {
+            let mut generations = vec![self.live(&annotation.tenant).generation];
+            if let Some(rebuild) = self
+                .rebuild
+                .as_ref()
+                .filter(|rebuild| rebuild.tenant == annotation.tenant)
+            {
+                generations.push(rebuild.generation);
+            }
+            for generation in generations {
+                let state = self.entity(&annotation.tenant, generation, &annotation.entity)?;
+                state.stage.clone_from(&annotation.stage);
+                state.band.clone_from(&annotation.band);
+            }
+            self.touch();
+        }
+        Ok(())
+    }
+
+    /// Starts, restarts or gives up the rebuild of a tenant so that each tenant's documents
+    /// end up built with the fields its rules ask for (`wanted`; tenants absent keep theirs).
+    /// One rebuild at a time: others start when it is done.
+    pub(crate) fn reconcile(&mut self, wanted: &BTreeMap<String, TenantFields>) {
+        if let Some(rebuild) = &self.rebuild
+            && wanted
+                .get(&rebuild.tenant)
+                .is_some_and(|fields| *fields != rebuild.fields)
+        {
+            let (tenant, generation) = (rebuild.tenant.clone(), rebuild.generation);
+            tracing::info!(%tenant, generation, "search fields changed again; abandoning the rebuild");
+            self.abandon(&tenant, generation);
+        }
+        if self.rebuild.is_some() {
+            return;
+        }
+        let Some((tenant, fields)) = wanted
+            .iter()
+            .find(|(tenant, fields)| self.live(tenant).fields != **fields)
+        else {
+            return;
+        };
+        let live = self.tenants.entry(tenant.clone()).or_default();
+        let generation = live.generation.max(live.last_generation) + 1;
+        live.last_generation = generation;
+        tracing::info!(%tenant, generation, "search fields changed; rebuilding the tenant's documents beside the live ones");
+        self.rebuild = Some(Rebuild {
+            tenant: tenant.clone(),
+            generation,
+            fields: fields.clone(),
+            shards: BTreeMap::new(),
+            indexed: 0,
+            started_at: now_millis(),
+        });
+        self.touch();
+    }
+
+    fn abandon(&mut self, tenant: &str, generation: u32) {
+        let part = partition(tenant, generation).into_owned();
+        self.events.remove(&part);
+        let abandoned =
+            |state: &EntityState| state.tenant == tenant && state.generation == generation;
+        self.entities.retain(|_, state| !abandoned(state));
+        self.committed_entities.retain(|_, state| !abandoned(state));
+        self.retiring.push(part);
+        self.rebuild = None;
+        self.touch();
+    }
+
+    /// Makes the rebuild under way live if it has reached the live cursor on every shard in
+    /// `shards` (and every shard the live cursor knows). Takes effect with the next commit.
+    pub(crate) fn flip_if_caught_up(&mut self, shards: &[ShardId]) -> bool {
+        let Some(rebuild) = &self.rebuild else {
+            return false;
+        };
+        let caught_up = shards
+            .iter()
+            .chain(self.progress.keys())
+            .all(|shard| rebuild.position(shard) == self.position(shard));
+        if !caught_up {
+            return false;
+        }
+        let Some(rebuild) = self.rebuild.take() else {
+            return false;
+        };
+        let old = self.live(&rebuild.tenant);
+        tracing::info!(
+            tenant = %rebuild.tenant,
+            generation = rebuild.generation,
+            events = rebuild.indexed,
+            "search rebuild caught up; its documents answer searches from the next commit"
+        );
+        self.retiring
+            .push(partition(&rebuild.tenant, old.generation).into_owned());
+        self.tenants.insert(
+            rebuild.tenant.clone(),
+            TenantIndex {
+                generation: rebuild.generation,
+                fields: rebuild.fields,
+                last_generation: old.last_generation.max(rebuild.generation),
+            },
+        );
+        self.touch();
+        true
+    }
+
+    /// The state of an entity of one of a tenant's generations as of everything applied,
+    /// loaded from the index on first touch. A rebuild's new entity starts with the live
+    /// entity's stage and band, which come from the scores projection and not from the log.
+    fn entity(&mut self, tenant: &str, generation: u32, entity: &str) -> Result<&mut EntityState> {
+        let key = schema::entity_key(&partition(tenant, generation), entity);
         if !self.entities.contains_key(&key) {
             let state = match self.committed_entities.remove(&key) {
                 Some(state) => state,
-                None => self
-                    .load_entity(&key)?
-                    .unwrap_or_else(|| EntityState::new(tenant, entity)),
+                None => match self.load_entity(&key)? {
+                    Some(state) => state,
+                    None => self.new_entity(tenant, generation, entity)?,
+                },
             };
             self.entities.insert(key.clone(), state);
         }
         self.entities
             .get_mut(&key)
             .ok_or_else(|| Error::Corrupt("entity vanished from the batch".into()))
+    }
+
+    fn new_entity(&self, tenant: &str, generation: u32, entity: &str) -> Result<EntityState> {
+        let mut state = EntityState::new(tenant, generation, entity);
+        let live = self.live(tenant).generation;
+        if generation != live {
+            let key = schema::entity_key(&partition(tenant, live), entity);
+            let current = match self
+                .entities
+                .get(&key)
+                .or(self.committed_entities.get(&key))
+            {
+                Some(current) => Some(current.clone()),
+                None => self.load_entity(&key)?,
+            };
+            if let Some(current) = current {
+                state.stage = current.stage;
+                state.band = current.band;
+            }
+        }
+        Ok(state)
     }
 
     /// The committed state of an entity. The reader is reloaded after every commit, so it sees
@@ -186,55 +424,81 @@ impl Indexer {
     /// Writes the touched entities and commits everything with the positions it covers; then
     /// makes it searchable.
     pub fn commit(&mut self) -> Result<()> {
-        self.write_grouped_by_tenant()?;
+        let fields = self.index.fields;
+        // Retired by the previous commit: no search can still be using them.
+        for part in &self.committed.retired {
+            self.writer
+                .delete_term(Term::from_field_text(fields.tenant, part));
+        }
+        self.write_grouped_by_partition()?;
         let payload = Payload {
             shards: self.progress.clone(),
             committed_at: Some(now_millis()),
+            tenants: self.tenants.clone(),
+            rebuild: self.rebuild.clone(),
+            retired: self.retiring.clone(),
         };
         let text = serde_json::to_string(&payload)
             .map_err(|error| Error::Corrupt(format!("commit payload: {error}")))?;
         let mut prepared = self.writer.prepare_commit()?;
         prepared.set_payload(&text);
         prepared.commit()?;
-        if self.committed_entities.len() > ENTITY_CACHE {
+        if self.committed_entities.len() > ENTITY_CACHE || !self.retiring.is_empty() {
             self.committed_entities.clear();
         }
-        self.index.reader.reload()?;
-        let docs = self.index.reader.searcher().num_docs();
-        self.index
-            .set_status(IndexStatus::from_payload(&payload, docs));
-        tracing::debug!(docs, changes = self.pending, "search index committed");
+        self.index.publish(&payload)?;
+        tracing::debug!(changes = self.pending, "search index committed");
         self.committed = payload;
+        self.retiring.clear();
         self.pending = 0;
         self.first_pending_at = None;
         self.last_commit_at = Instant::now();
+        if !self.committed.retired.is_empty() {
+            // Their deletion is owed to the next commit, which must come even if nothing else does.
+            self.touch();
+        }
         Ok(())
     }
 
-    /// Hands the held event documents and the touched entities to tantivy, one tenant after
+    /// The fields a document of `tenant`'s `generation` is built with.
+    fn fields_for(&self, tenant: &str, generation: u32) -> TenantFields {
+        match &self.rebuild {
+            Some(rebuild) if rebuild.tenant == tenant && rebuild.generation == generation => {
+                rebuild.fields.clone()
+            }
+            _ => self.live(tenant).fields,
+        }
+    }
+
+    /// Hands the held event documents and the touched entities to tantivy, one partition after
     /// the other (see the module's header).
-    fn write_grouped_by_tenant(&mut self) -> Result<()> {
+    fn write_grouped_by_partition(&mut self) -> Result<()> {
         let fields = self.index.fields;
         let mut entities: BTreeMap<String, Vec<(String, EntityState)>> = BTreeMap::new();
         for (key, state) in self.entities.drain() {
             entities
-                .entry(state.tenant.clone())
+                .entry(partition(&state.tenant, state.generation).into_owned())
                 .or_default()
                 .push((key, state));
         }
-        let mut tenants: Vec<String> = self.events.keys().cloned().collect();
-        tenants.extend(entities.keys().cloned());
-        tenants.sort_unstable();
-        tenants.dedup();
-        for tenant in tenants {
-            for doc in self.events.remove(&tenant).unwrap_or_default() {
+        let mut parts: Vec<String> = self.events.keys().cloned().collect();
+        parts.extend(entities.keys().cloned());
+        parts.sort_unstable();
+        parts.dedup();
+        for part in parts {
+            for doc in self.events.remove(&part).unwrap_or_default() {
                 self.writer.add_document(doc)?;
             }
-            for (key, state) in entities.remove(&tenant).unwrap_or_default() {
+            let states = entities.remove(&part).unwrap_or_default();
+            let searchable = match states.first() {
+                Some((_, state)) => self.fields_for(&state.tenant, state.generation),
+                None => continue,
+            };
+            for (key, state) in states {
                 self.writer
                     .delete_term(Term::from_field_text(fields.key, &key));
                 self.writer
-                    .add_document(state.to_doc(&fields, &self.index.searchable))?;
+                    .add_document(state.to_doc(&fields, &searchable))?;
                 self.committed_entities.insert(key, state);
             }
         }
@@ -250,6 +514,9 @@ impl Indexer {
         self.committed_entities.clear();
         self.events.clear();
         self.progress = self.committed.shards.clone();
+        self.tenants = self.committed.tenants.clone();
+        self.rebuild = self.committed.rebuild.clone();
+        self.retiring.clear();
         self.pending = 0;
         self.first_pending_at = None;
         Ok(())

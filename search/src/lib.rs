@@ -3,6 +3,8 @@
 //!
 //! - `schema.rs`: the fields, and how properties map to them (a JSON field for `plan:trial`);
 //! - `document.rs`: events and entities as documents; which values are searchable;
+//! - `partition.rs`: per-tenant searchable fields, and rebuilding a tenant's documents beside
+//!   the live ones when they change;
 //! - `index.rs`: [`SearchIndex`], the index on disk, its reader and committed status;
 //! - `indexer.rs`: [`Indexer`], the one writer, and why a replay never duplicates anything
 //!   (the log positions are the commit payload, committed with the documents);
@@ -17,6 +19,7 @@ mod document;
 mod error;
 mod index;
 mod indexer;
+mod partition;
 mod query;
 mod schema;
 mod syntax;
@@ -26,6 +29,7 @@ pub use document::SearchFields;
 pub use error::{Error, Result};
 pub use index::{IndexStatus, SearchIndex, ShardProgress, ShardStatus};
 pub use indexer::Indexer;
+pub use partition::{PartitionStatus, RebuildStatus, TenantFields};
 pub use query::{
     DocType, FacetCount, FacetField, Facets, Hit, MAX_LIMIT, MAX_WINDOW, SearchRequest,
     SearchResponse, SortBy, TOTAL_LIMIT,

@@ -18,6 +18,7 @@
 //! inside an intersection) so that tantivy sees the plain term clauses it optimises.
 
 use crate::index::{IndexStatus, SearchIndex};
+use crate::partition::PartitionStatus;
 use crate::schema::{self, Fields};
 use crate::syntax;
 use crate::{Error, Result};
@@ -149,6 +150,8 @@ pub struct SearchResponse {
     pub next: Option<String>,
     /// What the searched commit covers (a lower bound: a commit may land during the search).
     pub freshness: IndexStatus,
+    /// The tenant's searchable fields and generation, and a rebuild under way if any.
+    pub index: PartitionStatus,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -223,10 +226,10 @@ impl SearchIndex {
             syntax::parse(&self.parser, &request.query)?
         };
         let snippets = self.snippet_generator(user_query.as_ref())?;
-        let query = self.filtered(tenant, user_query, request);
-        // Status first: the searcher is then at least as new as the freshness reported.
-        let freshness = self.status();
-        let searcher = self.reader.searcher();
+        // One snapshot: the searcher holds the partition searched and is at least as new as
+        // the freshness reported.
+        let (freshness, partition, searcher) = self.snapshot(tenant);
+        let query = self.filtered(&partition, user_query, request);
         let (total, total_exact, facets) = if request.facets.is_empty() {
             let limit = if request.exact_total {
                 usize::MAX
@@ -274,12 +277,14 @@ impl SearchIndex {
             facets,
             next,
             freshness,
+            index: self.partition_status(tenant),
         })
     }
 
+    /// `user_query` restricted to one tenant's partition (its live generation) and the filters.
     fn filtered(
         &self,
-        tenant: &str,
+        partition: &str,
         user_query: Box<dyn Query>,
         request: &SearchRequest,
     ) -> BooleanQuery {
@@ -288,7 +293,7 @@ impl SearchIndex {
         // A term clause scored 0 rather than a constant-score filter: a conjunction of plain
         // term clauses is what tantivy prunes block by block (see `schema.rs`).
         let tenant_term = TermQuery::new(
-            Term::from_field_text(fields.tenant, tenant),
+            Term::from_field_text(fields.tenant, partition),
             IndexRecordOption::WithFreqs,
         );
         clauses.push((

@@ -28,9 +28,10 @@ pub(crate) const ENTITY: &str = "entity";
 /// The fields of the schema, resolved once.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fields {
+    /// The tenant's partition: its id, or `<tenant>/<generation>` (`partition.rs`).
     pub tenant: Field,
     pub doc_type: Field,
-    /// Entity documents only, unique: `n#<tenant>#<entity>` (what an update deletes by). Events
+    /// Entity documents only, unique: `n#<partition>#<entity>` (what an update deletes by). Events
     /// are never updated (the commit payload, not a key, keeps them from being indexed twice),
     /// so they have none: a term per event would be the largest part of the term dictionary.
     pub key: Field,
@@ -85,6 +86,6 @@ pub(crate) fn build() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
-pub(crate) fn entity_key(tenant: &str, entity: &str) -> String {
-    format!("n#{tenant}#{entity}")
+pub(crate) fn entity_key(partition: &str, entity: &str) -> String {
+    format!("n#{partition}#{entity}")
 }

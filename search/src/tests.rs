@@ -1,13 +1,12 @@
 //! Unit tests of the crate against real indexes in temporary directories.
 
-use crate::{
-    DocType, Error, FacetField, Indexer, SearchFields, SearchIndex, SearchRequest, SortBy,
-    TOTAL_LIMIT,
-};
+use crate::{DocType, Error, FacetField, Indexer, SearchIndex, SearchRequest, SortBy, TOTAL_LIMIT};
 use shoal_schemas::{Event, EventKind, Sequence};
 use shoal_storage::LogRecord;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+mod rebuild;
 
 fn event(tenant: &str, kind: EventKind, name: &str, entity: &str, ts: i64, props: &str) -> Event {
     Event {
@@ -32,7 +31,7 @@ fn record(sequence: u64, events: Vec<Event>) -> LogRecord {
 }
 
 fn open(dir: &std::path::Path) -> (Arc<SearchIndex>, Indexer) {
-    let index = Arc::new(SearchIndex::open(dir, SearchFields::All).unwrap());
+    let index = Arc::new(SearchIndex::open(dir).unwrap());
     let indexer = Indexer::new(Arc::clone(&index), 1, 20_000_000).unwrap();
     (index, indexer)
 }
@@ -602,7 +601,7 @@ async fn worker_follows_the_log_and_commits_on_shutdown() {
         })
         .collect();
     log.append(first).await.unwrap();
-    let index = Arc::new(SearchIndex::open(&dir.path().join("search"), SearchFields::All).unwrap());
+    let index = Arc::new(SearchIndex::open(&dir.path().join("search")).unwrap());
     let config = crate::SearchConfig {
         writer_memory_mib: 20,
         ..crate::SearchConfig::default()
@@ -640,8 +639,7 @@ async fn worker_follows_the_log_and_commits_on_shutdown() {
     }
     worker.shutdown().await.unwrap();
     drop(index);
-    let reopened =
-        Arc::new(SearchIndex::open(&dir.path().join("search"), SearchFields::All).unwrap());
+    let reopened = Arc::new(SearchIndex::open(&dir.path().join("search")).unwrap());
     assert_eq!(reopened.status().docs, 21 + 21);
     let again = crate::SearchWorker::spawn(Arc::clone(&reopened), log.clone(), config).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

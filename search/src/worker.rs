@@ -216,6 +216,7 @@ async fn step(
         Ok(shards) => shards,
         Err(error) => return Ok((indexer, Err(error.into()))),
     };
+    indexer.reconcile(&index.wanted_fields());
     let mut read_any = false;
     for shard in &shards {
         let batch = match log
@@ -242,6 +243,38 @@ async fn step(
             if let Err(error) = committed {
                 return Ok((indexer, Err(error)));
             }
+        }
+    }
+    // A rebuild reads as much per step as the live cursor does, so live freshness holds while
+    // it catches up.
+    for shard in &shards {
+        let Some(from) = indexer.rebuild_behind(&shard.id) else {
+            continue;
+        };
+        let batch = match log
+            .read(&shard.id, from.as_ref(), config.batch_events)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => return Ok((indexer, Err(error.into()))),
+        };
+        read_any |= !batch.records.is_empty();
+        let shard_id = shard.id.clone();
+        let (back, applied) = blocking(indexer, move |ix| {
+            ix.apply_rebuild(&shard_id, &batch.records)
+        })
+        .await?;
+        indexer = back;
+        if let Err(error) = applied {
+            return Ok((indexer, Err(error)));
+        }
+    }
+    let ids: Vec<_> = shards.iter().map(|shard| shard.id.clone()).collect();
+    if indexer.flip_if_caught_up(&ids) {
+        let (back, committed) = blocking(indexer, Indexer::commit).await?;
+        indexer = back;
+        if let Err(error) = committed {
+            return Ok((indexer, Err(error)));
         }
     }
     let annotations = index.take_annotations();

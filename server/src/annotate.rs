@@ -7,11 +7,16 @@
 //! entities whose stage or band differ from what it last handed over (everything after a start
 //! or a rules activation). The annotations are therefore eventually consistent, within one
 //! period plus one search commit.
+//!
+//! The same task hands the search index each tenant's searchable fields from its live rules
+//! (`search:` in the rules document); when they change, the index rebuilds that tenant's
+//! documents beside the live ones and swaps them in when caught up.
 
 use shoal_projector::scores::manager::{RulesManager, Which};
 use shoal_projector::scores::read::{self, ListScores};
 use shoal_projector::scores::versions;
-use shoal_search::SearchIndex;
+use shoal_rules::document::{FieldSelection, SearchFields as RulesFields};
+use shoal_search::{SearchFields, SearchIndex, TenantFields};
 use shoal_storage::Table;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +74,10 @@ async fn round(
 ) -> shoal_projector::Result<()> {
     for tenant in versions::tenants(tables).await? {
         let version = match rules.resolve(&tenant, Which::Live).await {
-            Ok((version, _)) => version,
+            Ok((version, live)) => {
+                index.set_search_fields(&tenant, search_fields(&live.document().search));
+                version
+            }
             Err(shoal_projector::Error::NotFound(_)) => continue,
             Err(error) => return Err(error),
         };
@@ -100,4 +108,16 @@ async fn round(
         }
     }
     Ok(())
+}
+
+/// The rules document's `search:` section, in the index's terms.
+fn search_fields(rules: &RulesFields) -> TenantFields {
+    let selection = |selection: &FieldSelection| match selection {
+        FieldSelection::All => SearchFields::All,
+        FieldSelection::Only(names) => SearchFields::Only(names.iter().cloned().collect()),
+    };
+    TenantFields {
+        properties: selection(&rules.properties),
+        traits: selection(&rules.traits),
+    }
 }

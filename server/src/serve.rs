@@ -14,7 +14,7 @@ use shoal_ingest::IngestState;
 use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
 use shoal_projector::{Ownership, Projector, ProjectorHandle, StatusSource};
 use shoal_query::QueryState;
-use shoal_search::{SearchFields, SearchIndex, SearchWorker};
+use shoal_search::{SearchIndex, SearchWorker};
 use shoal_storage::aws::{AwsClients, DynamoTables, KinesisLog};
 use shoal_storage::embedded::log::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::embedded::table::EmbeddedTables;
@@ -191,8 +191,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         if config.search.enabled {
             let index = Arc::new(
-                SearchIndex::open(&config.search_dir(), SearchFields::All)
-                    .context("opening the search index")?,
+                SearchIndex::open(&config.search_dir()).context("opening the search index")?,
             );
             let worker = SearchWorker::spawn(index.clone(), log.clone(), config.search.clone())
                 .context("starting the search worker")?;
