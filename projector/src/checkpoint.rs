@@ -38,6 +38,9 @@ pub struct Checkpoint {
     /// The shard is closed (split or merged) and every event in it was applied: its children
     /// may start.
     pub finished: bool,
+    /// A worker has read this shard to its head at least once. Stored, so that a process can
+    /// tell a version has caught up on shards other processes work (leases).
+    pub reached_head: bool,
 }
 
 fn serialize_position<S: serde::Serializer>(
@@ -74,6 +77,7 @@ fn decode(shard: ShardId, item: &Item, key: &Key) -> Result<Checkpoint> {
         dead_letters: number(item, "dead_letters").unwrap_or(0.0) as u64,
         updated_at: number(item, "updated_at").unwrap_or(0.0) as i64,
         finished: matches!(item.get(FINISHED), Some(Value::Bool(true))),
+        reached_head: matches!(item.get(REACHED_HEAD), Some(Value::Bool(true))),
     })
 }
 
@@ -139,6 +143,9 @@ pub fn commit_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Res
     if checkpoint.finished {
         item.insert(FINISHED.into(), Value::Bool(true));
     }
+    if checkpoint.reached_head {
+        item.insert(REACHED_HEAD.into(), Value::Bool(true));
+    }
     Ok(TransactOp::Put {
         table: TableName::Control,
         key: key(projection, version, &checkpoint.shard),
@@ -148,15 +155,22 @@ pub fn commit_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Res
 }
 
 const FINISHED: &str = "finished";
+const REACHED_HEAD: &str = "reached_head";
 
-/// Marks a closed shard finished once its worker has read it to the end: the same checkpoint
-/// with `finished` set, on condition that nobody moved it meanwhile.
-pub fn finish_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Result<TransactOp> {
+/// Stores the flags of a checkpoint that has not moved (`finished` once a closed shard was read
+/// to its end, `reached_head` the first time a worker reads to the head): the same checkpoint
+/// with its flags, on condition that nobody moved it meanwhile.
+pub fn mark_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Result<TransactOp> {
     let key = key(projection, version, &checkpoint.shard);
     let Some(position) = &checkpoint.position else {
-        // A closed shard that never held an event: nothing to apply, nothing to race.
+        // A shard that never held an event: nothing applied, nothing to race.
         let mut item = Item::new();
-        item.insert(FINISHED.into(), Value::Bool(true));
+        if checkpoint.finished {
+            item.insert(FINISHED.into(), Value::Bool(true));
+        }
+        if checkpoint.reached_head {
+            item.insert(REACHED_HEAD.into(), Value::Bool(true));
+        }
         item.insert("updated_at".into(), Value::N(checkpoint.updated_at as f64));
         return Ok(TransactOp::Put {
             table: TableName::Control,
@@ -165,12 +179,11 @@ pub fn finish_op(projection: &str, version: u32, checkpoint: &Checkpoint) -> Res
             condition: Some(Condition::NotExists(POS_ATTRIBUTE.into())),
         });
     };
-    let TransactOp::Put { mut item, .. } = commit_op(projection, version, checkpoint)? else {
+    let TransactOp::Put { item, .. } = commit_op(projection, version, checkpoint)? else {
         return Err(Error::InvalidArgument(
             "a checkpoint commit is a put".into(),
         ));
     };
-    item.insert(FINISHED.into(), Value::Bool(true));
     Ok(TransactOp::Put {
         table: TableName::Control,
         key,

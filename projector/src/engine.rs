@@ -337,16 +337,29 @@ impl ProjectorHandle {
         true
     }
 
-    /// Whether the worker of `name` version `version` on every shard of the log has reached
-    /// the head of its shard at least once since it started (it now follows the log's head).
-    /// Shards worked by another process never count as caught up here, so with leases spread
-    /// over several processes this stays false: conservative, never early.
-    pub fn caught_up(&self, name: &str, version: u32) -> bool {
+    /// Whether `name` version `version` runs here and has, on every shard of the log, reached
+    /// the head at least once: here since this worker started, or as its stored checkpoint says
+    /// (for shards worked by other processes under leases, or by an earlier run).
+    pub async fn caught_up(&self, name: &str, version: u32) -> Result<bool> {
         let shards = self.shard_ids();
-        self.state()
-            .groups
-            .get(&(name.to_owned(), version))
-            .is_some_and(|group| group.live.caught_up(&shards))
+        let elsewhere: Vec<ShardId> = {
+            let state = self.state();
+            let Some(group) = state.groups.get(&(name.to_owned(), version)) else {
+                return Ok(false);
+            };
+            shards
+                .into_iter()
+                .filter(|shard| !group.live.caught_up(std::slice::from_ref(shard)))
+                .collect()
+        };
+        for shard in elsewhere {
+            let stored =
+                crate::checkpoint::load(self.inner.tables.as_ref(), name, version, &shard).await?;
+            if !(stored.reached_head || stored.finished) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether `name` version `version` is running here.

@@ -81,6 +81,8 @@ pub(crate) async fn from_archive(
         dead_letters,
         updated_at: now_millis(),
         finished: archived.finished,
+        // The stream after the archive's checkpoint is still to be read.
+        reached_head: false,
     };
     let op = checkpoint::commit_op(projection.name(), projection.version(), &seeded)?;
     tables.transact(vec![op]).await?;

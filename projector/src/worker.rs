@@ -344,6 +344,20 @@ impl Worker {
         .await
     }
 
+    /// Records, once per shard and version, that a worker has read to the head: what tells a
+    /// process that a version is caught up on the shards other processes work.
+    async fn mark_reached_head(&self, current: &mut Checkpoint) -> Result<()> {
+        let marked = Checkpoint {
+            reached_head: true,
+            updated_at: now_millis(),
+            ..current.clone()
+        };
+        let op = checkpoint::mark_op(self.projection.name(), self.projection.version(), &marked)?;
+        self.tables.transact(vec![op]).await?;
+        *current = marked;
+        Ok(())
+    }
+
     async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
         if current.finished {
             return Ok(Step::Finished);
@@ -359,6 +373,9 @@ impl Worker {
         self.live.record_read(&self.shard, batch.millis_behind);
         if batch.event_count() == 0 {
             if !batch.end_of_shard {
+                if !current.reached_head {
+                    self.mark_reached_head(current).await?;
+                }
                 return Ok(Step::CaughtUp);
             }
             let finished = Checkpoint {
@@ -366,11 +383,8 @@ impl Worker {
                 updated_at: now_millis(),
                 ..current.clone()
             };
-            let op = checkpoint::finish_op(
-                self.projection.name(),
-                self.projection.version(),
-                &finished,
-            )?;
+            let op =
+                checkpoint::mark_op(self.projection.name(), self.projection.version(), &finished)?;
             self.tables.transact(vec![op]).await?;
             *current = finished;
             return Ok(Step::Finished);
@@ -397,6 +411,7 @@ impl Worker {
             dead_letters: current.dead_letters + folded.dead_letters,
             updated_at: now_millis(),
             finished: false,
+            reached_head: current.reached_head,
         };
         let mut flush = folded.flush;
         flush.tail.push(checkpoint::commit_op(

@@ -1,7 +1,8 @@
 //! Shard leases between projector "processes" (each its own tokio runtime over shared tables and
 //! one log): they split the shards, a killed one's shards are taken over after its leases
 //! expire, a new one steals its share, a graceful stop hands its shards over at once, and the
-//! read models afterwards equal one clean replay of the log.
+//! read models afterwards equal one clean replay of the log. Each process tells from the stored
+//! checkpoints when a projection has caught up on the shards the other works.
 
 mod common;
 
@@ -102,6 +103,20 @@ fn processes_share_shards_take_over_after_a_kill_and_hand_over_on_stop() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 4, "the two processes hold different shards");
+    // Each works half the shards, yet each can tell the projection has caught up on all four
+    // (from the stored checkpoints): what lets a rules version become ready with leases.
+    let name = shoal_projector::entities::NAME;
+    let version = shoal_projector::entities::VERSION;
+    eventually(
+        "both see the projection caught up on every shard",
+        Duration::from_secs(20),
+        || {
+            [(&rt_a, &a), (&main, &b)].iter().all(|(rt, process)| {
+                rt.block_on(process.caught_up(name, version))
+                    .expect("checkpoints")
+            })
+        },
+    );
 
     // Kill `a` without any goodbye: its tasks vanish, its leases stay owned until they expire.
     main.block_on(append(&log, 2000, 3000));

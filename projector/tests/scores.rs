@@ -229,7 +229,11 @@ async fn a_rebuild_interrupted_by_failures_equals_an_uninterrupted_one() {
 
 async fn wait_caught_up(projector: &shoal_projector::ProjectorHandle, version: u32) {
     let started = Instant::now();
-    while !projector.caught_up(&projection_name("acme"), version) {
+    while !projector
+        .caught_up(&projection_name("acme"), version)
+        .await
+        .unwrap()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "v{version} did not catch up"

@@ -225,7 +225,7 @@ impl RulesManager {
     pub async fn activate(&self, tenant: &str, version: u32) -> Result<Option<u32>> {
         let _change = self.inner.changes.lock().await;
         let name = projection_name(tenant);
-        if !self.inner.projector.caught_up(&name, version) {
+        if !self.inner.projector.caught_up(&name, version).await? {
             let pointer = versions::pointer(self.tables(), tenant).await?;
             if pointer.candidate == Some(version) {
                 return Err(Error::Conflict(format!(
@@ -309,11 +309,16 @@ impl RulesManager {
         for record in versions::list(self.tables(), tenant).await? {
             let version = record.version;
             let live = matches!(record.status, Status::Active | Status::Candidate);
-            let caught_up = (record.status == Status::Candidate).then(|| {
-                self.inner
-                    .projector
-                    .caught_up(&projection_name(tenant), version)
-            });
+            let caught_up = if record.status == Status::Candidate {
+                Some(
+                    self.inner
+                        .projector
+                        .caught_up(&projection_name(tenant), version)
+                        .await?,
+                )
+            } else {
+                None
+            };
             let swept_at = if live {
                 self.swept_at(tenant, version).await?
             } else {
@@ -377,22 +382,30 @@ impl RulesManager {
 
     /// One round of the timer: sweep the caught-up instances that are due.
     async fn tick(&self) -> Result<()> {
-        let due: Vec<Arc<Scores>> = {
+        let candidates: Vec<Arc<Scores>> = {
             let running = lock(&self.inner.running);
             let swept = lock(&self.inner.swept);
             running
                 .iter()
-                .filter(|(id, scores)| {
-                    self.inner
-                        .projector
-                        .caught_up(scores.name(), scores.version())
-                        && swept
-                            .get(*id)
-                            .is_none_or(|at| at.elapsed() >= self.inner.config.sweep_interval)
+                .filter(|(id, _)| {
+                    swept
+                        .get(*id)
+                        .is_none_or(|at| at.elapsed() >= self.inner.config.sweep_interval)
                 })
                 .map(|(_, scores)| scores.clone())
                 .collect()
         };
+        let mut due = Vec::new();
+        for scores in candidates {
+            if self
+                .inner
+                .projector
+                .caught_up(scores.name(), scores.version())
+                .await?
+            {
+                due.push(scores);
+            }
+        }
         for scores in due {
             let _change = self.inner.changes.lock().await;
             // It may have been stopped while this round waited for the lock.
@@ -406,21 +419,26 @@ impl RulesManager {
 
     /// Activates the candidates proposed with `auto_activate` that are ready.
     async fn activate_ready(&self) -> Result<()> {
-        let candidates: Vec<(String, u32)> = {
+        let swept: Vec<((String, u32), Arc<Scores>)> = {
             let running = lock(&self.inner.running);
             let swept = lock(&self.inner.swept);
             running
                 .iter()
-                .filter(|(id, scores)| {
-                    swept.contains_key(*id)
-                        && self
-                            .inner
-                            .projector
-                            .caught_up(scores.name(), scores.version())
-                })
-                .map(|(id, _)| id.clone())
+                .filter(|(id, _)| swept.contains_key(*id))
+                .map(|(id, scores)| (id.clone(), scores.clone()))
                 .collect()
         };
+        let mut candidates = Vec::new();
+        for (id, scores) in swept {
+            if self
+                .inner
+                .projector
+                .caught_up(scores.name(), scores.version())
+                .await?
+            {
+                candidates.push(id);
+            }
+        }
         for (tenant, version) in candidates {
             let pointer = versions::pointer(self.tables(), &tenant).await?;
             if pointer.candidate != Some(version) {
