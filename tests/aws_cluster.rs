@@ -366,6 +366,47 @@ async fn a_reshard_while_ingesting_loses_and_doubles_nothing() {
             "the split did not happen mid-ingest: {projection}"
         );
     }
+    // A new query process builds its search index from the archive (DynamoDB), then follows
+    // the stream after the archive's positions: every event indexed exactly once, across the
+    // parents and children of the split.
+    let search_config =
+        aws_config(&name).replace("[search]\nenabled = false", "[search]\nenabled = true");
+    let seeker = start_role(&root.path().join("seeker"), &search_config, r#""query""#);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Value::Null;
+    loop {
+        let (status, body) = get_json(
+            &seeker,
+            "/v1/search?type=event&exact_total=true&limit=1",
+            &read,
+        )
+        .await;
+        if status == StatusCode::OK
+            && body["total"] == (BATCHES * PER_BATCH) as u64
+            && body["freshness"]["seeding"].is_null()
+        {
+            break;
+        }
+        last = body;
+        assert!(
+            Instant::now() < deadline,
+            "the new search index did not hold every event once within 120 s: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, body) = get_json(
+        &seeker,
+        "/v1/search?type=event&exact_total=true&limit=1",
+        &read,
+    )
+    .await;
+    assert_eq!(
+        body["total"],
+        (BATCHES * PER_BATCH) as u64,
+        "{body} (before: {last})"
+    );
+    assert!(seeker.terminate());
     assert!(first.terminate() && second.terminate() && front.terminate());
 }
 

@@ -23,7 +23,7 @@ pub mod lease;
 mod projection;
 mod scan;
 pub mod scores;
-mod seed;
+pub mod seed;
 pub mod series;
 pub mod status;
 pub mod telemetry;

@@ -98,6 +98,24 @@ async fn read_segment(
     segment: u32,
     total: u32,
 ) -> Result<Vec<(Position, Event)>> {
+    let found = scan_segment(tables, segment, total, |from, position| {
+        from == shard && position <= upto
+    })
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|(_, position, event)| (position, event))
+        .collect())
+}
+
+/// The archived events of one scan segment that `keep` selects, with their shards and
+/// positions, in no particular order.
+async fn scan_segment(
+    tables: &dyn Table,
+    segment: u32,
+    total: u32,
+    keep: impl Fn(&ShardId, &Position) -> bool,
+) -> Result<Vec<(ShardId, Position, Event)>> {
     let mut found = Vec::new();
     let mut cursor = None;
     loop {
@@ -105,10 +123,11 @@ async fn read_segment(
         let page = tables.scan(TableName::Events, &scan).await?;
         for (key, item) in &page.items {
             match archive::decode_item(key, item)? {
-                Some((from, position, event)) if from == *shard && position <= *upto => {
-                    found.push((position, event));
+                Some((shard, position, event)) => {
+                    if keep(&shard, &position) {
+                        found.push((shard, position, event));
+                    }
                 }
-                Some(_) => {}
                 None => {
                     tracing::warn!(pk = %key.pk, sk = %key.sk, "an archived event without its log position is left out of the seed");
                 }
@@ -119,4 +138,29 @@ async fn read_segment(
             None => return Ok(found),
         }
     }
+}
+
+/// Per shard, the archive's checkpoint: how far the archive holds each shard's history.
+pub async fn archived_through(tables: &dyn Table) -> Result<Vec<Checkpoint>> {
+    let mut found = checkpoint::list(tables, archive::NAME, 1).await?;
+    found.retain(|checkpoint| checkpoint.position.is_some());
+    Ok(found)
+}
+
+/// For consumers that seed from the archive outside the projector (the search index): the
+/// archived events of one scan segment at or before `upto` of their shard (shards absent from
+/// `upto` are left out). A segment holds whole partitions, so sorting its events by shard and
+/// position gives every entity its events in log order.
+pub async fn archived_segment(
+    tables: &dyn Table,
+    segment: u32,
+    total: u32,
+    upto: &std::collections::BTreeMap<ShardId, Position>,
+) -> Result<Vec<(ShardId, Position, Event)>> {
+    let mut found = scan_segment(tables, segment, total, |shard, position| {
+        upto.get(shard).is_some_and(|upto| position <= upto)
+    })
+    .await?;
+    found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Ok(found)
 }

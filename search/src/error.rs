@@ -17,6 +17,9 @@ pub enum Error {
     Directory(#[from] tantivy::directory::error::OpenDirectoryError),
     #[error("log: {0}")]
     Log(#[from] shoal_storage::Error),
+    /// Reading the archived history to seed a new index failed.
+    #[error("archive: {0}")]
+    History(String),
     /// The commit payload or a stored entity cannot be read back: the index was not written by
     /// this version of Shoal, or it is damaged.
     #[error("corrupt index data: {0}")]

@@ -5,6 +5,7 @@
 //! the same commit as the documents it covers (see `indexer.rs`). Opening the index reads it
 //! back, so the worker resumes exactly there.
 
+use crate::history::Seeding;
 use crate::partition::{
     PartitionStatus, Rebuild, RebuildStatus, TenantFields, TenantIndex, partition,
 };
@@ -42,6 +43,9 @@ pub(crate) struct Payload {
     /// Partitions no longer searched, whose documents the next commit deletes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
+    /// A seed from the archive under way (`history.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seeding>,
 }
 
 impl Payload {
@@ -70,6 +74,15 @@ pub struct IndexStatus {
     /// The oldest `last_received_at` over the shards: everything received before it is
     /// searchable (for shards that have caught up).
     pub received_through: Option<i64>,
+    /// While a new index is seeded from the archive: segments done of all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeding: Option<SeedStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeedStatus {
+    pub segments: u32,
+    pub done: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -95,6 +108,10 @@ impl IndexStatus {
             docs,
             last_commit: payload.committed_at,
             received_through: payload.shards.values().map(|p| p.last_received_at).min(),
+            seeding: payload.seed.as_ref().map(|seed| SeedStatus {
+                segments: seed.segments,
+                done: seed.done,
+            }),
         }
     }
 }

@@ -26,6 +26,7 @@
 //! payload (see `partition.rs`).
 
 use crate::document::{self, EntityState, SearchFields};
+use crate::history::Seeding;
 use crate::index::{Annotation, Payload, SearchIndex, ShardProgress};
 use crate::partition::{Rebuild, TenantFields, TenantIndex, partition};
 use crate::schema;
@@ -59,6 +60,8 @@ pub struct Indexer {
     /// Each tenant's live generation, committed or not (absent: generation 0, all fields).
     tenants: BTreeMap<String, TenantIndex>,
     rebuild: Option<Rebuild>,
+    /// A seed of this new index from the archive, under way.
+    seed: Option<Seeding>,
     /// Partitions given up since the last commit: the next payload lists them, and the commit
     /// after it deletes their documents.
     retiring: Vec<String>,
@@ -83,6 +86,7 @@ impl Indexer {
             progress: committed.shards.clone(),
             tenants: committed.tenants.clone(),
             rebuild: committed.rebuild.clone(),
+            seed: committed.seed.clone(),
             retiring: Vec::new(),
             committed,
             index,
@@ -104,6 +108,10 @@ impl Indexer {
     /// Where the rebuild under way reads `shard` next, when it is behind the live cursor there.
     pub(crate) fn rebuild_behind(&self, shard: &ShardId) -> Option<Option<Position>> {
         let rebuild = self.rebuild.as_ref()?;
+        if rebuild.seed.is_some() {
+            // The archive first: the log after the positions the seed covers comes next.
+            return None;
+        }
         let at = rebuild.position(shard);
         (at < self.position(shard)).then(|| at.cloned())
     }
@@ -251,6 +259,133 @@ impl Indexer {
         Ok(())
     }
 
+    /// Nothing was ever indexed or committed here: an index an archive can seed.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.progress.is_empty() && self.committed.shards.is_empty() && self.seed.is_none()
+    }
+
+    /// The seed of this index under way.
+    pub(crate) fn seeding(&self) -> Option<&Seeding> {
+        self.seed.as_ref()
+    }
+
+    pub(crate) fn begin_seed(&mut self, upto: BTreeMap<ShardId, ShardProgress>, segments: u32) {
+        self.seed = Some(Seeding {
+            upto,
+            segments,
+            done: 0,
+        });
+        self.touch();
+    }
+
+    /// Indexes one segment of archived events (sorted by shard and position) and counts it
+    /// done; after the last one the log is read from the positions the seed covers.
+    pub(crate) fn apply_seed_segment(
+        &mut self,
+        events: &[(ShardId, Position, Event)],
+    ) -> Result<()> {
+        for (_, _, event) in events {
+            if document::is_indexed(event) {
+                let (generation, fields) = self.live_fields(&event.tenant);
+                let doc = self.event_doc(event, generation, fields);
+                self.add_event(event, generation, doc)?;
+            }
+        }
+        let Some(seed) = self.seed.as_mut() else {
+            return Err(Error::Corrupt("a seed segment without a seed".into()));
+        };
+        seed.done += 1;
+        if seed.done >= seed.segments
+            && let Some(seed) = self.seed.take()
+        {
+            self.progress = seed.upto;
+        }
+        self.touch();
+        Ok(())
+    }
+
+    /// The rebuild under way, when it waits for its seed from the archive to be planned.
+    pub(crate) fn rebuild_needs_seed_plan(&self) -> bool {
+        self.rebuild
+            .as_ref()
+            .is_some_and(|rebuild| !rebuild.seeded && rebuild.seed.is_none())
+    }
+
+    /// Plans the rebuild's seed: the archived events up to `covered`, but never past the live
+    /// cursor (which the rebuild must not overtake).
+    pub(crate) fn plan_rebuild_seed(
+        &mut self,
+        covered: BTreeMap<ShardId, ShardProgress>,
+        segments: u32,
+    ) {
+        let upto: BTreeMap<ShardId, ShardProgress> = covered
+            .into_iter()
+            .filter_map(|(shard, archived)| {
+                let live = self.progress.get(&shard)?;
+                let clamped = if archived.position <= live.position {
+                    archived
+                } else {
+                    live.clone()
+                };
+                Some((shard, clamped))
+            })
+            .collect();
+        if let Some(rebuild) = self.rebuild.as_mut() {
+            if upto.is_empty() {
+                rebuild.seeded = true;
+            } else {
+                rebuild.seed = Some(Seeding {
+                    upto,
+                    segments,
+                    done: 0,
+                });
+            }
+            self.touch();
+        }
+    }
+
+    /// The rebuild's next seed segment to read: (segment, total, positions).
+    pub(crate) fn rebuild_seed_next(&self) -> Option<(u32, u32, BTreeMap<ShardId, Position>)> {
+        let seed = self.rebuild.as_ref()?.seed.as_ref()?;
+        Some((seed.done, seed.segments, seed.positions()))
+    }
+
+    /// Indexes one segment of archived events into the rebuild (its tenant's only); after the
+    /// last one the rebuild reads the log after the positions its seed covers.
+    pub(crate) fn apply_rebuild_seed_segment(
+        &mut self,
+        events: &[(ShardId, Position, Event)],
+    ) -> Result<()> {
+        let Some((tenant, generation, fields)) = self.rebuild.as_ref().map(|rebuild| {
+            (
+                rebuild.tenant.clone(),
+                rebuild.generation,
+                rebuild.fields.clone(),
+            )
+        }) else {
+            return Ok(());
+        };
+        for (_, _, event) in events {
+            if event.tenant == tenant && document::is_indexed(event) {
+                let doc = self.event_doc(event, generation, &fields);
+                self.add_event(event, generation, doc)?;
+                self.count_rebuilt();
+            }
+        }
+        if let Some(rebuild) = self.rebuild.as_mut()
+            && let Some(seed) = rebuild.seed.as_mut()
+        {
+            seed.done += 1;
+            if seed.done >= seed.segments {
+                rebuild.shards = seed.positions();
+                rebuild.seed = None;
+                rebuild.seeded = true;
+            }
+        }
+        self.touch();
+        Ok(())
+    }
+
     pub(crate) fn annotate(&mut self, annotations: Vec<Annotation>) -> Result<()> {
         for annotation in annotations {
             let mut generations = vec![self.live(&annotation.tenant).generation];
@@ -304,6 +439,8 @@ impl Indexer {
             shards: BTreeMap::new(),
             indexed: 0,
             started_at: now_millis(),
+            seed: None,
+            seeded: false,
         });
         self.touch();
     }
@@ -323,7 +460,11 @@ impl Indexer {
     /// Makes the rebuild under way live if it has reached the live cursor on every shard in
     /// `shards` (and every shard the live cursor knows). Takes effect with the next commit.
     pub(crate) fn flip_if_caught_up(&mut self, shards: &[ShardId]) -> bool {
-        let Some(rebuild) = &self.rebuild else {
+        let Some(rebuild) = self
+            .rebuild
+            .as_ref()
+            .filter(|rebuild| rebuild.seed.is_none())
+        else {
             return false;
         };
         let caught_up = shards
@@ -437,6 +578,7 @@ impl Indexer {
             tenants: self.tenants.clone(),
             rebuild: self.rebuild.clone(),
             retired: self.retiring.clone(),
+            seed: self.seed.clone(),
         };
         let text = serde_json::to_string(&payload)
             .map_err(|error| Error::Corrupt(format!("commit payload: {error}")))?;
@@ -516,6 +658,7 @@ impl Indexer {
         self.progress = self.committed.shards.clone();
         self.tenants = self.committed.tenants.clone();
         self.rebuild = self.committed.rebuild.clone();
+        self.seed = self.committed.seed.clone();
         self.retiring.clear();
         self.pending = 0;
         self.first_pending_at = None;

@@ -8,6 +8,7 @@
 //! - `index.rs`: [`SearchIndex`], the index on disk, its reader and committed status;
 //! - `indexer.rs`: [`Indexer`], the one writer, and why a replay never duplicates anything
 //!   (the log positions are the commit payload, committed with the documents);
+//! - `history.rs`: seeding a new index from the archive, for logs that forget (Kinesis);
 //! - `worker.rs`: [`SearchWorker`], the task that follows the log and commits in batches;
 //! - `query.rs`: [`SearchIndex::search`], tenant-filtered search with facets and snippets;
 //! - `syntax.rs`: the query language and error positions.
@@ -17,6 +18,7 @@
 
 mod document;
 mod error;
+mod history;
 mod index;
 mod indexer;
 mod partition;
@@ -27,7 +29,8 @@ mod worker;
 
 pub use document::SearchFields;
 pub use error::{Error, Result};
-pub use index::{IndexStatus, SearchIndex, ShardProgress, ShardStatus};
+pub use history::{History, SEED_SEGMENTS};
+pub use index::{IndexStatus, SearchIndex, SeedStatus, ShardProgress, ShardStatus};
 pub use indexer::Indexer;
 pub use partition::{PartitionStatus, RebuildStatus, TenantFields};
 pub use query::{

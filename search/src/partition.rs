@@ -19,6 +19,7 @@
 //! mid-rebuild resumes it exactly.
 
 use crate::document::SearchFields;
+use crate::history::Seeding;
 use serde::{Deserialize, Serialize};
 use shoal_schemas::{Position, ShardId};
 use std::borrow::Cow;
@@ -57,6 +58,13 @@ pub(crate) struct Rebuild {
     pub indexed: u64,
     /// When it started (ms).
     pub started_at: i64,
+    /// With an archive (`history.rs`), the rebuild first takes the tenant's archived events up
+    /// to these positions, segment by segment, then reads the log after them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seeding>,
+    /// The seed from the archive is done (or was not needed).
+    #[serde(default)]
+    pub seeded: bool,
 }
 
 impl Rebuild {

@@ -6,6 +6,7 @@ use shoal_storage::LogRecord;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+mod history;
 mod rebuild;
 
 fn event(tenant: &str, kind: EventKind, name: &str, entity: &str, ts: i64, props: &str) -> Event {

@@ -8,6 +8,7 @@
 //! Any failure rolls back to the last commit and retries from its positions after a backoff;
 //! shutdown is looked at between steps and commits what is pending before returning.
 
+use crate::history::{History, SEED_SEGMENTS};
 use crate::index::{IndexStatus, SearchIndex};
 use crate::indexer::Indexer;
 use crate::{Error, Result};
@@ -104,6 +105,17 @@ impl SearchWorker {
         log: Arc<dyn EventLog>,
         config: SearchConfig,
     ) -> Result<SearchWorker> {
+        SearchWorker::spawn_with_history(index, log, config, None)
+    }
+
+    /// [`SearchWorker::spawn`] for a log that forgets: a new index is first seeded from
+    /// `history`, and so is a tenant's rebuild (`history.rs`).
+    pub fn spawn_with_history(
+        index: Arc<SearchIndex>,
+        log: Arc<dyn EventLog>,
+        config: SearchConfig,
+        history: Option<Arc<dyn History>>,
+    ) -> Result<SearchWorker> {
         config.validate()?;
         let indexer = Indexer::new(
             Arc::clone(&index),
@@ -111,7 +123,14 @@ impl SearchWorker {
             config.writer_memory_mib * 1024 * 1024,
         )?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(indexer, Arc::clone(&index), log, config, stopped));
+        let task = tokio::spawn(run(
+            indexer,
+            Arc::clone(&index),
+            log,
+            history,
+            config,
+            stopped,
+        ));
         Ok(SearchWorker { index, stop, task })
     }
 
@@ -145,12 +164,17 @@ async fn run(
     mut indexer: Indexer,
     index: Arc<SearchIndex>,
     log: Arc<dyn EventLog>,
+    history: Option<Arc<dyn History>>,
     config: SearchConfig,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(100);
+    if let Some(history) = &history {
+        indexer = seed(indexer, history.as_ref(), &mut stopped).await?;
+    }
     while !stop_requested(&stopped) {
-        let (back, outcome) = step(indexer, &index, log.as_ref(), &config).await?;
+        let (back, outcome) =
+            step(indexer, &index, log.as_ref(), history.as_deref(), &config).await?;
         indexer = back;
         let wait = match outcome {
             Ok(Step::Busy) => {
@@ -184,6 +208,73 @@ async fn run(
     finished
 }
 
+/// Seeds a new index from the archive, segment by segment with a commit each, retrying
+/// failures; returns once the seed is done (or was not needed) or a stop is asked for.
+async fn seed(
+    mut indexer: Indexer,
+    history: &dyn History,
+    stopped: &mut watch::Receiver<bool>,
+) -> Result<Indexer> {
+    let mut backoff = Duration::from_millis(100);
+    while !stop_requested(stopped) {
+        if indexer.is_fresh() {
+            match history.covered().await {
+                Ok(covered) if covered.is_empty() => return Ok(indexer),
+                Ok(covered) => {
+                    tracing::info!(
+                        shards = covered.len(),
+                        "seeding the new search index from the archive"
+                    );
+                    indexer.begin_seed(covered, SEED_SEGMENTS);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "reading the archive's checkpoints failed");
+                    pause(stopped, &mut backoff).await;
+                    continue;
+                }
+            }
+        }
+        let Some(next) = indexer.seeding() else {
+            return Ok(indexer);
+        };
+        let (segment, total, upto) = (next.done, next.segments, next.positions());
+        let outcome = match history.segment(segment, total, &upto).await {
+            Ok(events) => {
+                let (back, applied) = blocking(indexer, move |ix| {
+                    ix.apply_seed_segment(&events)?;
+                    ix.commit()
+                })
+                .await?;
+                indexer = back;
+                applied
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(segment, total, "search seed segment indexed");
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "seeding the search index failed; rolling back to the last commit");
+                let (back, rolled) = blocking(indexer, Indexer::rollback).await?;
+                indexer = back;
+                rolled?;
+                pause(stopped, &mut backoff).await;
+            }
+        }
+    }
+    Ok(indexer)
+}
+
+async fn pause(stopped: &mut watch::Receiver<bool>, backoff: &mut Duration) {
+    tokio::select! {
+        _ = stopped.changed() => {}
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+}
+
 /// A stop was asked for, or the handle is gone (nobody could ask any more).
 fn stop_requested(stopped: &watch::Receiver<bool>) -> bool {
     *stopped.borrow() || stopped.has_changed().is_err()
@@ -210,6 +301,7 @@ async fn step(
     mut indexer: Indexer,
     index: &SearchIndex,
     log: &dyn EventLog,
+    history: Option<&dyn History>,
     config: &SearchConfig,
 ) -> Result<(Indexer, Result<Step>)> {
     let shards = match log.shards().await {
@@ -218,6 +310,29 @@ async fn step(
     };
     indexer.reconcile(&index.wanted_fields());
     let mut read_any = false;
+    if let Some(history) = history {
+        // A rebuild on a log that forgets takes the tenant's history from the archive first,
+        // one segment per step so that live indexing goes on beside it.
+        if indexer.rebuild_needs_seed_plan() {
+            match history.covered().await {
+                Ok(covered) => indexer.plan_rebuild_seed(covered, SEED_SEGMENTS),
+                Err(error) => return Ok((indexer, Err(error))),
+            }
+        }
+        if let Some((segment, total, upto)) = indexer.rebuild_seed_next() {
+            let events = match history.segment(segment, total, &upto).await {
+                Ok(events) => events,
+                Err(error) => return Ok((indexer, Err(error))),
+            };
+            read_any = true;
+            let (back, applied) =
+                blocking(indexer, move |ix| ix.apply_rebuild_seed_segment(&events)).await?;
+            indexer = back;
+            if let Err(error) = applied {
+                return Ok((indexer, Err(error)));
+            }
+        }
+    }
     for shard in &shards {
         let batch = match log
             .read(&shard.id, indexer.position(&shard.id), config.batch_events)

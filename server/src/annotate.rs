@@ -12,7 +12,6 @@
 //! (`search:` in the rules document); when they change, the index rebuilds that tenant's
 //! documents beside the live ones and swaps them in when caught up.
 
-use shoal_projector::scores::manager::{RulesManager, Which};
 use shoal_projector::scores::read::{self, ListScores};
 use shoal_projector::scores::versions;
 use shoal_rules::document::{FieldSelection, SearchFields as RulesFields};
@@ -35,11 +34,9 @@ pub struct Annotator {
 }
 
 impl Annotator {
-    pub fn spawn(
-        tables: Arc<dyn Table>,
-        rules: RulesManager,
-        index: Arc<SearchIndex>,
-    ) -> Annotator {
+    /// Reads the rules and scores from `tables` only, so it runs in any process that serves
+    /// search, whether or not it runs the projector.
+    pub fn spawn(tables: Arc<dyn Table>, index: Arc<SearchIndex>) -> Annotator {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut sent = Sent::new();
@@ -50,7 +47,7 @@ impl Annotator {
                     _ = interval.tick() => {}
                     _ = stopped.changed() => return,
                 }
-                if let Err(error) = round(tables.as_ref(), &rules, &index, &mut sent).await {
+                if let Err(error) = round(tables.as_ref(), &index, &mut sent).await {
                     tracing::warn!(%error, "annotating search entities failed; retrying next round");
                 }
             }
@@ -68,19 +65,18 @@ impl Annotator {
 
 async fn round(
     tables: &dyn Table,
-    rules: &RulesManager,
     index: &SearchIndex,
     sent: &mut Sent,
 ) -> shoal_projector::Result<()> {
     for tenant in versions::tenants(tables).await? {
-        let version = match rules.resolve(&tenant, Which::Live).await {
-            Ok((version, live)) => {
-                index.set_search_fields(&tenant, search_fields(&live.document().search));
-                version
-            }
-            Err(shoal_projector::Error::NotFound(_)) => continue,
-            Err(error) => return Err(error),
+        let Some(version) = versions::pointer(tables, &tenant).await?.active else {
+            continue;
         };
+        let Some(record) = versions::get(tables, &tenant, version).await? else {
+            continue;
+        };
+        let live = versions::compile(&record)?;
+        index.set_search_fields(&tenant, search_fields(&live.document().search));
         let (seen_version, seen) = sent.entry(tenant.clone()).or_default();
         if *seen_version != version {
             // A new live version: hand everything over again.

@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod config;
 mod dump;
+mod history;
 mod import;
 mod serve;
 mod telemetry;

@@ -6,6 +6,7 @@
 use crate::annotate::Annotator;
 use crate::canary::{Canary, Readiness};
 use crate::config::{Backend, Config, Role, SyncSetting};
+use crate::history::ArchiveHistory;
 use crate::telemetry::Metrics;
 use anyhow::Context;
 use axum::Router;
@@ -193,15 +194,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let index = Arc::new(
                 SearchIndex::open(&config.search_dir()).context("opening the search index")?,
             );
-            let worker = SearchWorker::spawn(index.clone(), log.clone(), config.search.clone())
-                .context("starting the search worker")?;
-            if let Some(rules) = &rules {
-                annotator = Some(Annotator::spawn(
-                    table.clone(),
-                    rules.clone(),
-                    index.clone(),
-                ));
-            }
+            // Kinesis forgets after its retention period: a new index, and a tenant's rebuild
+            // of its documents, take the history from the archive first.
+            let history: Option<Arc<dyn shoal_search::History>> = (config.storage.backend
+                == Backend::Aws)
+                .then(|| Arc::new(ArchiveHistory::new(table.clone())) as _);
+            let worker = SearchWorker::spawn_with_history(
+                index.clone(),
+                log.clone(),
+                config.search.clone(),
+                history,
+            )
+            .context("starting the search worker")?;
+            annotator = Some(Annotator::spawn(table.clone(), index.clone()));
             search = Some((index, worker));
         }
         let status = status_source
