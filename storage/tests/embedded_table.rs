@@ -104,6 +104,79 @@ async fn clones_share_one_database() {
 /// Rough figures, not an assertion: `cargo test -p shoal-storage --release --test
 /// embedded_table -- --ignored --nocapture throughput`. Uses the target directory's disk, not
 /// a tmpfs, so the fsync per commit is real.
+/// Writes that arrive together share a commit (`commit.rs`), yet each stays its own atomic
+/// call: a refused one changes nothing and does not fail the others, each sees the writes of
+/// those committed before it, and everything answered Ok is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_but_stay_separate_calls() {
+    use shoal_storage::{Condition, TransactOp};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("tables.redb");
+    let tables = Arc::new(EmbeddedTables::open(&path).expect("open"));
+    let counter_key = Key::new("group", "counter");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200u32 {
+        let tables = Arc::clone(&tables);
+        let counter_key = counter_key.clone();
+        tasks.spawn(async move {
+            // Odd calls ask for a condition that never holds, with a put beside it.
+            let condition = if n % 2 == 0 {
+                None
+            } else {
+                Some(Condition::Exists("never-set".into()))
+            };
+            let put = TransactOp::Put {
+                table: TableName::Views,
+                key: Key::new("group", format!("item-{n:03}")),
+                item: counter(f64::from(n)),
+                condition,
+            };
+            let add = TransactOp::Update {
+                table: TableName::Views,
+                update: Update::new(counter_key).add("count", 1.0),
+            };
+            (n, tables.transact(vec![put, add]).await)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (n, outcome) = joined.expect("task");
+        if n % 2 == 0 {
+            outcome.expect("an unconditional transaction");
+        } else {
+            assert!(
+                matches!(outcome, Err(Error::ConditionFailed)),
+                "{n}: {outcome:?}"
+            );
+        }
+    }
+    drop(tables);
+    let reopened = EmbeddedTables::open(&path).expect("reopen");
+    assert_eq!(
+        reopened
+            .get(TableName::Views, &counter_key)
+            .await
+            .expect("get"),
+        Some(counter(100.0)),
+        "every accepted call added once, no refused one did"
+    );
+    let page = reopened
+        .query(TableName::Views, &Query::partition("group").limit(1000))
+        .await
+        .expect("query");
+    let items: Vec<&str> = page
+        .items
+        .iter()
+        .map(|(key, _)| key.sk.as_str())
+        .filter(|sk| sk.starts_with("item-"))
+        .collect();
+    assert_eq!(items.len(), 100);
+    assert!(
+        items
+            .iter()
+            .all(|sk| sk[5..].parse::<u32>().expect("n") % 2 == 0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn throughput() {

@@ -12,8 +12,8 @@
 //!   must mean "on disk", and "returned Err" must mean "nothing happened";
 //! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
 //! - redb is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) and never
-//!   stalls the async workers; redb serialises writers itself, so concurrent calls simply queue
-//!   (one fsync each — there is no group commit, batch with `write`/`transact` instead);
+//!   stalls the async workers; concurrent writes are group-committed (`commit`): the calls that
+//!   arrive during a commit share the next transaction and its one fsync;
 //! - input is held to DynamoDB's limits (`validate`) so code that works here works on AWS;
 //! - redb's page cache is left at its default (at most 1 GiB, grown on demand);
 //! - [`Table::max_transact_ops`] is `usize::MAX`: a redb transaction has no op limit (DynamoDB's
@@ -24,6 +24,7 @@
 //! (`ops`) — are shared with the in-memory double, [`crate::memory::MemoryTables`].
 
 mod codec;
+mod commit;
 pub(crate) mod condition;
 pub(crate) mod cursor;
 pub(crate) mod ops;
@@ -34,7 +35,7 @@ use crate::{
     Error, Item, Key, Page, Query, Result, Scan, Table, TableName, TransactOp, Update, WriteOp,
 };
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +60,8 @@ struct Inner {
     db: Database,
     /// For error messages.
     path: PathBuf,
+    /// Writes waiting for the next group commit.
+    queue: std::sync::Mutex<commit::Queue>,
 }
 
 impl std::fmt::Debug for EmbeddedTables {
@@ -91,6 +94,7 @@ impl EmbeddedTables {
             inner: Arc::new(Inner {
                 db,
                 path: path.to_owned(),
+                queue: Default::default(),
             }),
         })
     }
@@ -109,27 +113,6 @@ impl EmbeddedTables {
 }
 
 impl Inner {
-    /// `work` inside one durable write transaction: committed when it returns `Ok`, rolled back
-    /// (dropped) when it returns `Err`.
-    fn write<T>(&self, work: impl FnOnce(&mut RedbStore<'_>) -> Result<T>) -> Result<T> {
-        let mut txn = self.db.begin_write().map_err(redb_error)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(redb_error)?;
-        let outcome = {
-            let mut store = RedbStore {
-                txn: &txn,
-                open: Default::default(),
-                path: &self.path,
-                buffer: Vec::new(),
-            };
-            work(&mut store)
-            // The open tables borrow the transaction: they close here, before the commit.
-        };
-        let value = outcome?;
-        txn.commit().map_err(redb_error)?;
-        Ok(value)
-    }
-
     fn location(&self, table: TableName, key: &Key) -> String {
         location(&self.path, table, key)
     }
@@ -155,6 +138,15 @@ struct RedbStore<'txn> {
 }
 
 impl<'txn> RedbStore<'txn> {
+    fn new(txn: &'txn redb::WriteTransaction, path: &'txn Path) -> Self {
+        RedbStore {
+            txn,
+            open: Default::default(),
+            path,
+            buffer: Vec::new(),
+        }
+    }
+
     fn table(&mut self, table: TableName) -> Result<&mut OpenTable<'txn>> {
         let slot = &mut self.open[table_index(table)];
         if slot.is_none() {
@@ -359,18 +351,21 @@ impl Table for EmbeddedTables {
         if ops.is_empty() {
             return Ok(());
         }
-        self.blocking(move |inner| inner.write(|store| ops::write(store, table, ops)))
+        commit::submit(&self.inner, commit::Request::Write(table, ops))
             .await
+            .map(|_| ())
     }
 
     async fn update(&self, table: TableName, update: Update) -> Result<Item> {
-        self.blocking(move |inner| inner.write(|store| ops::update(store, table, &update)))
-            .await
+        commit::submit(&self.inner, commit::Request::Update(table, update))
+            .await?
+            .ok_or_else(|| Error::Backend("an update answered without its item".to_owned()))
     }
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        self.blocking(move |inner| inner.write(|store| ops::transact(store, transaction)))
+        commit::submit(&self.inner, commit::Request::Transact(transaction))
             .await
+            .map(|_| ())
     }
 
     /// Unlimited: one redb transaction takes any number of ops (DynamoDB: 100).

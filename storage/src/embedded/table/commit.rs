@@ -1,0 +1,163 @@
+//! Group commit of the embedded tables' writes: every write that arrives while a transaction
+//! is being committed waits, and the next transaction carries all of them, with one fsync.
+//!
+//! Why: each projector worker (a projection on a shard), the search annotations' sources, the
+//! canary, leases and checkpoints all write through `transact`/`update`/`write`. redb runs one
+//! write transaction at a time, so with one fsync per call the writers queue behind each
+//! other's fsyncs, and how fresh the read models are becomes a function of how many workers
+//! there are times the disk's fsync latency. With group commit, a round of flushes costs one.
+//!
+//! Why it is still one atomic, durable call per caller:
+//! - the requests of a group run one after the other inside one redb write transaction, each
+//!   seeing the writes of those before it: the same outcome as running them one by one, in that
+//!   order (redb serialised them in some order before, too);
+//! - every operation checks all its conditions and input before its first write (`ops`), so a
+//!   request refused for its own reasons (a failed condition, invalid input) has written
+//!   nothing, and the others go on;
+//! - any other failure (I/O, a corrupt page, redb) may have left a request half-written, so it
+//!   fails the whole group: the transaction is dropped (redb rolls it back) and every request
+//!   of the group gets an error;
+//! - a caller is answered only after the commit, with `Durability::Immediate`, has returned.
+//!
+//! The leader: the first request that finds no commit under way starts one on the blocking
+//! pool, which commits groups until the queue is empty. No thread waits idle.
+
+use super::ops;
+use super::{Inner, RedbStore, redb_error};
+use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
+use redb::Durability;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// One write call of the [`crate::Table`] API.
+pub(crate) enum Request {
+    Write(TableName, Vec<WriteOp>),
+    Update(TableName, Update),
+    Transact(Vec<TransactOp>),
+}
+
+/// What a request answers: `Some(item)` for an update, `None` otherwise.
+type Answer = Result<Option<Item>>;
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pending: Vec<(Request, oneshot::Sender<Answer>)>,
+    /// A leader is committing: new requests join its next group.
+    leading: bool,
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // Holders only push, take or flip a flag: a panic elsewhere cannot leave it half-changed.
+    queue
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Queues `request`, starts a leader when none is committing, and waits for the answer.
+pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
+    let (answer, answered) = oneshot::channel();
+    let lead = {
+        let mut queue = lock(&inner.queue);
+        queue.pending.push((request, answer));
+        !std::mem::replace(&mut queue.leading, true)
+    };
+    if lead {
+        let inner = Arc::clone(inner);
+        tokio::task::spawn_blocking(move || lead_commits(&inner));
+    }
+    answered
+        .await
+        .map_err(|_| Error::Backend("the table writer stopped before answering".to_owned()))?
+}
+
+/// Commits groups until no request is waiting.
+fn lead_commits(inner: &Inner) {
+    let _leading = Leading(inner);
+    loop {
+        let group = {
+            let mut queue = lock(&inner.queue);
+            if queue.pending.is_empty() {
+                queue.leading = false;
+                return;
+            }
+            std::mem::take(&mut queue.pending)
+        };
+        commit_group(inner, group);
+    }
+}
+
+/// Hands the lead back if a commit panics, failing what waits (their senders are dropped), so
+/// that later writes start a new leader instead of queueing behind one that is gone.
+struct Leading<'a>(&'a Inner);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = lock(&self.0.queue);
+            queue.pending.clear();
+            queue.leading = false;
+        }
+    }
+}
+
+/// A refusal of the request itself, raised before it wrote anything (see `ops`).
+fn refused_before_writing(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::ConditionFailed
+            | Error::InvalidArgument(_)
+            | Error::TooLarge { .. }
+            | Error::InvalidCursor
+    )
+}
+
+fn commit_group(inner: &Inner, group: Vec<(Request, oneshot::Sender<Answer>)>) {
+    let size = group.len();
+    let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
+        group.into_iter().unzip();
+    match run_group(inner, requests) {
+        Ok(outcomes) => {
+            metrics::histogram!("shoal_table_group_commit_requests").record(size as f64);
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                // A caller that went away no longer needs its answer.
+                let _ = answer.send(outcome);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, requests = size, "a table write group failed; none of it was committed");
+            let message = error.to_string();
+            let mut error = Some(error);
+            for answer in answers {
+                let failure = error.take().unwrap_or_else(|| {
+                    Error::Backend(format!("the write group failed: {message}"))
+                });
+                let _ = answer.send(Err(failure));
+            }
+        }
+    }
+}
+
+/// Runs the requests in one transaction and commits it; the outer error fails them all.
+fn run_group(inner: &Inner, requests: Vec<Request>) -> Result<Vec<Answer>> {
+    let mut txn = inner.db.begin_write().map_err(redb_error)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(redb_error)?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    {
+        let mut store = RedbStore::new(&txn, &inner.path);
+        for request in requests {
+            let outcome = match request {
+                Request::Write(table, ops) => ops::write(&mut store, table, ops).map(|()| None),
+                Request::Update(table, update) => ops::update(&mut store, table, &update).map(Some),
+                Request::Transact(ops) => ops::transact(&mut store, ops).map(|()| None),
+            };
+            match outcome {
+                Err(error) if !refused_before_writing(&error) => return Err(error),
+                outcome => outcomes.push(outcome),
+            }
+        }
+        // The open tables borrow the transaction: they close here, before the commit.
+    }
+    txn.commit().map_err(redb_error)?;
+    Ok(outcomes)
+}
