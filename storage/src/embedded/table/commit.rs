@@ -20,13 +20,15 @@
 //! - a caller is answered only after the commit, with `Durability::Immediate`, has returned.
 //!
 //! The leader: the first request that finds no commit under way starts one on the blocking
-//! pool, which commits groups until the queue is empty. No thread waits idle.
+//! pool, which commits groups until the queue is empty. No thread waits idle. The leader holds
+//! the database only while it commits, and lets go of it before it answers: once every call
+//! has returned and every handle is dropped, the file is closed and can be opened again.
 
 use super::ops;
 use super::{Inner, RedbStore, redb_error};
 use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
 use redb::Durability;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use tokio::sync::oneshot;
 
 /// One write call of the [`crate::Table`] API.
@@ -62,8 +64,8 @@ pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
         !std::mem::replace(&mut queue.leading, true)
     };
     if lead {
-        let inner = Arc::clone(inner);
-        tokio::task::spawn_blocking(move || lead_commits(&inner));
+        let (database, queue) = (Arc::downgrade(inner), Arc::clone(&inner.queue));
+        tokio::task::spawn_blocking(move || lead_commits(&database, &queue));
     }
     answered
         .await
@@ -71,29 +73,38 @@ pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
 }
 
 /// Commits groups until no request is waiting.
-fn lead_commits(inner: &Inner) {
-    let _leading = Leading(inner);
+fn lead_commits(database: &Weak<Inner>, queue: &Mutex<Queue>) {
+    let _leading = Leading(queue);
     loop {
         let group = {
-            let mut queue = lock(&inner.queue);
+            let mut queue = lock(queue);
             if queue.pending.is_empty() {
                 queue.leading = false;
                 return;
             }
             std::mem::take(&mut queue.pending)
         };
-        commit_group(inner, group);
+        // A caller waits in the group, so its handle (a strong reference) is alive.
+        let Some(inner) = database.upgrade() else {
+            return;
+        };
+        let answers = commit_group(&inner, group);
+        drop(inner);
+        for (answer, outcome) in answers {
+            // A caller that went away no longer needs its answer.
+            let _ = answer.send(outcome);
+        }
     }
 }
 
 /// Hands the lead back if a commit panics, failing what waits (their senders are dropped), so
 /// that later writes start a new leader instead of queueing behind one that is gone.
-struct Leading<'a>(&'a Inner);
+struct Leading<'a>(&'a Mutex<Queue>);
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut queue = lock(&self.0.queue);
+            let mut queue = lock(self.0);
             queue.pending.clear();
             queue.leading = false;
         }
@@ -111,28 +122,32 @@ fn refused_before_writing(error: &Error) -> bool {
     )
 }
 
-fn commit_group(inner: &Inner, group: Vec<(Request, oneshot::Sender<Answer>)>) {
+/// Commits one group; the answers to hand out once the database is let go of.
+fn commit_group(
+    inner: &Inner,
+    group: Vec<(Request, oneshot::Sender<Answer>)>,
+) -> Vec<(oneshot::Sender<Answer>, Answer)> {
     let size = group.len();
     let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
         group.into_iter().unzip();
     match run_group(inner, requests) {
         Ok(outcomes) => {
             metrics::histogram!("shoal_table_group_commit_requests").record(size as f64);
-            for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                // A caller that went away no longer needs its answer.
-                let _ = answer.send(outcome);
-            }
+            answers.into_iter().zip(outcomes).collect()
         }
         Err(error) => {
             tracing::warn!(%error, requests = size, "a table write group failed; none of it was committed");
             let message = error.to_string();
             let mut error = Some(error);
-            for answer in answers {
-                let failure = error.take().unwrap_or_else(|| {
-                    Error::Backend(format!("the write group failed: {message}"))
-                });
-                let _ = answer.send(Err(failure));
-            }
+            answers
+                .into_iter()
+                .map(|answer| {
+                    let failure = error.take().unwrap_or_else(|| {
+                        Error::Backend(format!("the write group failed: {message}"))
+                    });
+                    (answer, Err(failure))
+                })
+                .collect()
         }
     }
 }

@@ -60,8 +60,9 @@ struct Inner {
     db: Database,
     /// For error messages.
     path: PathBuf,
-    /// Writes waiting for the next group commit.
-    queue: std::sync::Mutex<commit::Queue>,
+    /// Writes waiting for the next group commit (shared with the leader, which holds the
+    /// database itself only while it commits).
+    queue: Arc<std::sync::Mutex<commit::Queue>>,
 }
 
 impl std::fmt::Debug for EmbeddedTables {
