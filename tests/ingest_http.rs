@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shoal_tests::{NO_CANARY, Shoal, client, get_json, read_log, wait_caught_up};
+use shoal_tests::{NO_CANARY, Shoal, client, read_log, series_points, wait_caught_up};
 use std::io::Write;
 use std::time::Duration;
 
@@ -162,17 +162,11 @@ async fn a_resent_metric_point_is_stored_once_and_a_new_value_wins() {
     );
 
     wait_caught_up(&shoal, &keys.read_key, Duration::from_secs(20)).await;
-    let (status, body) = get_json(
-        &shoal,
-        &format!(
-            "/v1/series?series=queue.depth%7Bhost%3Dq1%7D&from={at}&to={}&step=1m&agg=last",
-            at + 59_999
-        ),
-        &keys.read_key,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["series"][0]["points"], json!([[at, 4.0]]));
+    let series = "series=queue.depth%7Bhost%3Dq1%7D";
+    assert_eq!(
+        series_points(&shoal, &keys.read_key, series, at, at + 59_999).await,
+        json!([[at, 4.0]])
+    );
 
     assert!(shoal.terminate());
     let values: Vec<Option<f64>> = read_log(dir.path())

@@ -3,8 +3,8 @@
 //! their exact values, the rejects are counted in `/metrics`, a resent line is stored once, and
 //! SIGTERM with a connection still open exits cleanly.
 
-use serde_json::{Value, json};
-use shoal_tests::{NO_CANARY, Shoal, get_json, read_log, scrape, value, wait_caught_up};
+use serde_json::json;
+use shoal_tests::{NO_CANARY, Shoal, read_log, scrape, series_points, value, wait_caught_up};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -30,21 +30,6 @@ async fn wait_lines(shoal: &Shoal, outcome: &str, want: f64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn points(shoal: &Shoal, read_key: &str, query: &str, from: i64) -> Value {
-    let (status, body) = get_json(
-        shoal,
-        &format!(
-            "/v1/series?{query}&from={from}&to={}&step=1m&agg=last",
-            from + 119_999
-        ),
-        read_key,
-    )
-    .await;
-    assert!(status.is_success(), "{body}");
-    assert_eq!(body["series"].as_array().map(Vec::len), Some(1), "{body}");
-    body["series"][0]["points"].clone()
 }
 
 #[tokio::test]
@@ -98,18 +83,14 @@ async fn graphite_lines_become_series_with_exact_values() {
 
     wait_caught_up(&shoal, &keys.read_key, Duration::from_secs(20)).await;
     let from = minute * 1000;
+    let to = from + 119_999;
     assert_eq!(
-        points(&shoal, &keys.read_key, "metric=servers.web1.load", from).await,
+        series_points(&shoal, &keys.read_key, "metric=servers.web1.load", from, to).await,
         json!([[from, 1.5], [from + 60_000, 2.5]])
     );
+    let tagged = "series=cpu.user%7Bdc%3Deu%2Chost%3Dweb1%7D";
     assert_eq!(
-        points(
-            &shoal,
-            &keys.read_key,
-            "series=cpu.user%7Bdc%3Deu%2Chost%3Dweb1%7D",
-            from
-        )
-        .await,
+        series_points(&shoal, &keys.read_key, tagged, from, to).await,
         json!([[from, 0.25], [from + 60_000, 0.75]])
     );
 

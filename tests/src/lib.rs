@@ -225,6 +225,22 @@ pub async fn get_json(
     )
 }
 
+/// The points of the one series `GET /v1/series?{query}` finds between `from` and `to` (epoch
+/// ms), at a 1-minute step with the last value of each minute.
+pub async fn series_points(
+    shoal: &Shoal,
+    read_key: &str,
+    query: &str,
+    from: i64,
+    to: i64,
+) -> serde_json::Value {
+    let path = format!("/v1/series?{query}&from={from}&to={to}&step=1m&agg=last");
+    let (status, body) = get_json(shoal, &path, read_key).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["series"].as_array().map(Vec::len), Some(1), "{body}");
+    body["series"][0]["points"].clone()
+}
+
 /// Waits (bounded) until every projection has applied everything in the log: each shard's
 /// lag is zero records. Panics with the last status when it does not happen in time.
 pub async fn wait_caught_up(shoal: &Shoal, read_key: &str, timeout: Duration) {
