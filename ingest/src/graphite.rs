@@ -412,7 +412,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_setting() {
-        let cases: [(fn(&mut GraphiteConfig), &str); 4] = [
+        type Change = fn(&mut GraphiteConfig);
+        let cases: [(Change, &str); 4] = [
             (|config| config.tenant = " ".into(), "tenant"),
             (|config| config.max_connections = 0, "max_connections"),
             (|config| config.max_line_bytes = 40_000, "max_line_bytes"),
