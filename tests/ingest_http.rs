@@ -3,8 +3,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shoal_tests::{Shoal, client, read_log};
+use shoal_tests::{NO_CANARY, Shoal, client, read_log, series_points, wait_caught_up};
 use std::io::Write;
+use std::time::Duration;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -130,6 +131,51 @@ async fn ndjson_gzip_basic_auth_and_metrics() {
     assert_eq!(point.value, Some(12.5));
     assert_eq!(point.timestamp, 1_767_225_600_000);
     assert_eq!(events.len(), 3);
+}
+
+#[tokio::test]
+async fn a_resent_metric_point_is_stored_once_and_a_new_value_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), Some(NO_CANARY));
+    let keys = shoal.credentials();
+    let at = shoal_schemas::time::now_millis() / 60_000 * 60_000 - 300_000;
+    let point = |value: f64| {
+        json!([{"name": "queue.depth", "host": "q1", "timestamp": at, "value": value}]).to_string()
+    };
+    let (status, body, _) = post(&shoal, "/v1/metrics", &keys.write_key, point(3.0)).await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{body}"
+    );
+    // An SDK's retry after a lost answer: acknowledged, not stored again.
+    let (status, body, _) = post(&shoal, "/v1/metrics", &keys.write_key, point(3.0)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["duplicates"][0]["index"], 0);
+    // A new value at the same time is a new event, and the later write wins in the series.
+    let (status, body, _) = post(&shoal, "/v1/metrics", &keys.write_key, point(4.0)).await;
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{body}"
+    );
+
+    wait_caught_up(&shoal, &keys.read_key, Duration::from_secs(20)).await;
+    let series = "series=queue.depth%7Bhost%3Dq1%7D";
+    assert_eq!(
+        series_points(&shoal, &keys.read_key, series, at, at + 59_999).await,
+        json!([[at, 4.0]])
+    );
+
+    assert!(shoal.terminate());
+    let values: Vec<Option<f64>> = read_log(dir.path())
+        .await
+        .iter()
+        .filter(|event| event.name == "queue.depth")
+        .map(|event| event.value)
+        .collect();
+    assert_eq!(values, vec![Some(3.0), Some(4.0)]);
 }
 
 #[tokio::test]

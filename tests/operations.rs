@@ -5,45 +5,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shoal_tests::{NO_CANARY, Shoal, client, get_json, read_log, wait_caught_up};
+use shoal_tests::{NO_CANARY, Shoal, client, get_json, read_log, scrape, value, wait_caught_up};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-
-/// The samples of one scrape.
-async fn scrape(shoal: &Shoal) -> prometheus_parse::Scrape {
-    let response = client()
-        .get(shoal.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.expect("metrics text");
-    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
-        .expect("/metrics is valid Prometheus text")
-}
-
-/// The value of the sample `name` whose labels include `labels` (0 when absent).
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == name)
-        .filter(|sample| {
-            labels
-                .iter()
-                .all(|(key, want)| sample.labels.get(key) == Some(*want))
-        })
-        .map(|sample| match &sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.last().map(|bucket| bucket.count).unwrap_or(0.0)
-            }
-            prometheus_parse::Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
 
 async fn post_events(shoal: &Shoal, key: &str, body: &Value) -> (StatusCode, Value) {
     let response = client()

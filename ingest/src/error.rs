@@ -141,6 +141,11 @@ impl Error {
         }
     }
 
+    /// The stable code of the error body, for logs and metrics where there is no response.
+    pub(crate) fn code(&self) -> &'static str {
+        self.body().code
+    }
+
     /// Builds the error from a JSON parser's complaint about the body.
     pub fn malformed(error: &serde_json::Error) -> Error {
         Error::MalformedJson {

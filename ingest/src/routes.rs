@@ -76,7 +76,8 @@ impl IngestState {
         Ok(info)
     }
 
-    fn check_rate(&self, tenant: &str, events: usize) -> Result<()> {
+    /// Takes `events` from the tenant's rate budget, or says how long to wait.
+    pub(crate) fn check_rate(&self, tenant: &str, events: usize) -> Result<()> {
         let (Some(limiter), Some(count)) = (&self.limiter, NonZeroU32::new(events as u32)) else {
             return Ok(());
         };
@@ -190,6 +191,18 @@ impl IngestState {
         body_bytes: usize,
         parsed: Vec<Parsed>,
     ) -> Result<BatchReport> {
+        let events = parsed.iter().filter(|(_, item)| item.is_ok()).count();
+        self.check_rate(tenant, events)?;
+        self.store_admitted(body_bytes, parsed).await
+    }
+
+    /// [`IngestState::store`] for events already admitted by [`IngestState::check_rate`]:
+    /// protocols without an answer to carry a 429 wait for the rate instead.
+    pub(crate) async fn store_admitted(
+        &self,
+        body_bytes: usize,
+        parsed: Vec<Parsed>,
+    ) -> Result<BatchReport> {
         let mut report = BatchReport::default();
         let mut events = Vec::with_capacity(parsed.len());
         let mut indexes = Vec::with_capacity(parsed.len());
@@ -202,7 +215,6 @@ impl IngestState {
                 Err(rejection) => report.errors.push(ItemError { index, rejection }),
             }
         }
-        self.check_rate(tenant, events.len())?;
         if !events.is_empty() {
             let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
             let started = std::time::Instant::now();

@@ -34,3 +34,21 @@ pub(crate) fn record_append(elapsed: Duration, events: usize) {
     metrics::histogram!("shoal_ingest_append_seconds").record(elapsed.as_secs_f64());
     metrics::histogram!("shoal_ingest_append_batch_events").record(events as f64);
 }
+
+/// One rejected event or line that never reached a batch (a Graphite line too long to keep).
+pub(crate) fn record_reject(reason: &'static str) {
+    metrics::counter!("shoal_ingest_rejects_total", "reason" => reason).increment(1);
+}
+
+/// Graphite lines by outcome: stored, duplicate, rejected, skipped_nan.
+pub(crate) fn graphite_lines(outcome: &'static str, lines: usize) {
+    if lines > 0 {
+        metrics::counter!("shoal_ingest_graphite_lines_total", "outcome" => outcome)
+            .increment(lines as u64);
+    }
+}
+
+/// Open Graphite connections, moved by `delta` (+1 opened, −1 closed).
+pub(crate) fn graphite_connections(delta: f64) {
+    metrics::gauge!("shoal_ingest_graphite_connections").increment(delta);
+}

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use serde::Deserialize;
-use shoal_ingest::Limits;
+use shoal_ingest::{GraphiteConfig, Limits};
 use shoal_projector::ProjectorConfig;
 use shoal_search::SearchConfig;
 use std::net::SocketAddr;
@@ -28,6 +28,8 @@ pub struct Config {
     pub aws: AwsSettings,
     pub canary: CanarySettings,
     pub readiness: ReadinessSettings,
+    /// The Graphite plaintext TCP listener (off by default; no auth: one tenant, firewall it).
+    pub graphite: GraphiteConfig,
     /// After SIGTERM/SIGINT, exit anyway if stopping gracefully takes longer than this.
     pub shutdown_grace_secs: u64,
 }
@@ -214,6 +216,7 @@ impl Default for Config {
             aws: AwsSettings::default(),
             canary: CanarySettings::default(),
             readiness: ReadinessSettings::default(),
+            graphite: GraphiteConfig::default(),
             shutdown_grace_secs: 30,
         }
     }
@@ -281,6 +284,15 @@ impl Config {
             self.canary.interval_secs > 0 && self.canary.timeout_secs > 0,
             "canary.interval_secs and canary.timeout_secs must be > 0"
         );
+        if self.graphite.enabled {
+            self.graphite
+                .validate()
+                .map_err(|error| anyhow::anyhow!("graphite: {error}"))?;
+            anyhow::ensure!(
+                self.has(Role::Ingest),
+                "graphite.enabled needs the ingest role in this process"
+            );
+        }
         if self.storage.backend == Backend::Embedded {
             anyhow::ensure!(
                 ALL_ROLES.iter().all(|role| self.roles.contains(role)),
@@ -348,6 +360,24 @@ mod tests {
                 .to_string()
                 .contains("commit_interval_ms")
         );
+    }
+
+    #[test]
+    fn graphite_is_off_by_default_and_checked_when_on() {
+        assert!(!Config::default().graphite.enabled);
+        let on: Config = toml::from_str(
+            "[graphite]\nenabled = true\nlisten = \"127.0.0.1:2103\"\ntenant = \"acme\"\n",
+        )
+        .unwrap();
+        on.validate().unwrap();
+        assert_eq!(on.graphite.listen.port(), 2103);
+        assert_eq!(on.graphite.tenant, "acme");
+        let bad: Config =
+            toml::from_str("[graphite]\nenabled = true\nmax_line_bytes = 0\n").unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("max_line_bytes"), "{error}");
+        let typo = toml::from_str::<Config>("[graphite]\nenable = true\n");
+        assert!(typo.unwrap_err().to_string().contains("enable"));
     }
 
     #[test]

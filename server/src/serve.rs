@@ -1,7 +1,8 @@
 //! Running the server: open the storage (the embedded default: the data directory, locked so a
 //! second process cannot write the same log; or Kinesis + DynamoDB), make the first tenant if
-//! needed, start this process's roles, serve HTTP, and on SIGTERM/SIGINT stop accepting, let
-//! in-flight appends finish, flush the projections (releasing leases on AWS) and close the log.
+//! needed, start this process's roles, serve HTTP (and Graphite, when enabled), and on
+//! SIGTERM/SIGINT stop accepting, let in-flight appends finish, flush the projections
+//! (releasing leases on AWS) and close the log.
 
 use crate::annotate::Annotator;
 use crate::canary::{Canary, Readiness};
@@ -11,7 +12,7 @@ use crate::telemetry::Metrics;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use shoal_ingest::IngestState;
+use shoal_ingest::{GraphiteListener, IngestState};
 use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
 use shoal_projector::{Ownership, Projector, ProjectorHandle, StatusSource};
 use shoal_query::QueryState;
@@ -128,6 +129,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::bootstrap::ensure(table.as_ref(), &tenants, &config.data_dir).await?;
 
     let mut app = Router::new();
+    // The first termination signal stops HTTP and the Graphite listener together.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
 
     let mut projector = None;
     let mut rules = None;
@@ -222,12 +225,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         app = app.merge(shoal_query::router(Arc::new(query_state)));
     }
+    let mut graphite = None;
     if config.has(Role::Ingest) {
         let ingest = Arc::new(IngestState::new(
             log.clone(),
             tenants.clone(),
             config.limits.clone(),
         ));
+        if config.graphite.enabled {
+            graphite = Some(spawn_graphite(&config, &tenants, ingest.clone(), stopped).await?);
+        }
         // Tenant and key administration comes with it.
         app = app.merge(shoal_ingest::router(ingest));
     }
@@ -285,13 +292,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // A plain line on stdout that scripts and tests wait for.
     println!("shoal: listening on http://{address}");
 
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(
-            signals,
-            Duration::from_secs(config.shutdown_grace_secs),
-        ))
+        .with_graceful_shutdown(async move {
+            shutdown_signal(signals, grace).await;
+            let _ = stopping.send(true);
+        })
         .await
         .context("serving HTTP")?;
+    if let Some(graphite) = graphite {
+        // Its connections finish their appends before the log closes.
+        graphite.stopped().await;
+    }
     tracing::info!("no longer accepting; flushing projections and closing the log");
     if let Ok(readiness) = Arc::try_unwrap(readiness)
         && let Some(canary) = readiness.canary
@@ -319,6 +331,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the Graphite listener into its configured tenant, which must exist: the protocol
+/// has no key to name one.
+async fn spawn_graphite(
+    config: &Config,
+    tenants: &TenantStore,
+    ingest: Arc<IngestState>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<GraphiteListener> {
+    let settings = &config.graphite;
+    anyhow::ensure!(
+        tenants.tenant_exists(&settings.tenant).await?,
+        "graphite.tenant {:?} does not exist; create it with the admin API first",
+        settings.tenant
+    );
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let listener = GraphiteListener::spawn(settings.clone(), ingest, shutdown)
+        .await
+        .with_context(|| format!("binding the graphite listener to {}", settings.listen))?;
+    let address = listener.local_addr();
+    tracing::info!(%address, tenant = %settings.tenant, "graphite plaintext listener (no auth: firewall it)");
+    // Before the HTTP line, which scripts and tests wait for.
+    println!("shoal: graphite listening on {address}");
+    Ok(listener)
 }
 
 /// The termination signals, registered at once: a signal that arrives before the server is

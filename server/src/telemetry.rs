@@ -175,6 +175,16 @@ fn describe() {
         "shoal_ingest_rejects_total",
         "Rejected events and requests by reason code"
     );
+    describe_counter!(
+        "shoal_ingest_graphite_lines_total",
+        Unit::Count,
+        "Graphite plaintext lines by outcome (stored, duplicate, rejected, skipped_nan)"
+    );
+    describe_gauge!(
+        "shoal_ingest_graphite_connections",
+        Unit::Count,
+        "Open Graphite plaintext connections"
+    );
     describe_histogram!(
         "shoal_ingest_append_seconds",
         Unit::Seconds,

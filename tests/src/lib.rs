@@ -46,6 +46,8 @@ pub struct Shoal {
     child: Child,
     pub base: String,
     pub data_dir: PathBuf,
+    /// The Graphite listener's `host:port`, when the config enabled it.
+    pub graphite: Option<String>,
 }
 
 impl Shoal {
@@ -81,16 +83,20 @@ impl Shoal {
         }
         let mut child = command.spawn().expect("spawn shoal");
         let stdout = child.stdout.take().expect("stdout");
+        // (the HTTP address, the Graphite address printed before it if any)
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut graphite = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("shoal: listening on ") {
-                    let _ = sender.send(address.to_owned());
+                if let Some(address) = line.strip_prefix("shoal: graphite listening on ") {
+                    graphite = Some(address.to_owned());
+                } else if let Some(address) = line.strip_prefix("shoal: listening on ") {
+                    let _ = sender.send((address.to_owned(), graphite.take()));
                 }
             }
         });
-        let base = match receiver.recv_timeout(START_TIMEOUT) {
-            Ok(base) => base,
+        let (base, graphite) = match receiver.recv_timeout(START_TIMEOUT) {
+            Ok(addresses) => addresses,
             Err(_) => {
                 let _ = child.kill();
                 panic!("shoal did not start listening within {START_TIMEOUT:?}");
@@ -100,6 +106,7 @@ impl Shoal {
             child,
             base,
             data_dir: data_dir.to_path_buf(),
+            graphite,
         }
     }
 
@@ -218,6 +225,22 @@ pub async fn get_json(
     )
 }
 
+/// The points of the one series `GET /v1/series?{query}` finds between `from` and `to` (epoch
+/// ms), at a 1-minute step with the last value of each minute.
+pub async fn series_points(
+    shoal: &Shoal,
+    read_key: &str,
+    query: &str,
+    from: i64,
+    to: i64,
+) -> serde_json::Value {
+    let path = format!("/v1/series?{query}&from={from}&to={to}&step=1m&agg=last");
+    let (status, body) = get_json(shoal, &path, read_key).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["series"].as_array().map(Vec::len), Some(1), "{body}");
+    body["series"][0]["points"].clone()
+}
+
 /// Waits (bounded) until every projection has applied everything in the log: each shard's
 /// lag is zero records. Panics with the last status when it does not happen in time.
 pub async fn wait_caught_up(shoal: &Shoal, read_key: &str, timeout: Duration) {
@@ -243,4 +266,40 @@ pub async fn wait_caught_up(shoal: &Shoal, read_key: &str, timeout: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The samples of one scrape of `/metrics`.
+pub async fn scrape(shoal: &Shoal) -> prometheus_parse::Scrape {
+    let response = client()
+        .get(shoal.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let text = response.text().await.expect("metrics text");
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("/metrics is valid Prometheus text")
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when absent).
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(key, want)| sample.labels.get(key) == Some(*want))
+        })
+        .map(|sample| match &sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|bucket| bucket.count).unwrap_or(0.0)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
 }

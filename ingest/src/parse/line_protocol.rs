@@ -16,7 +16,7 @@
 //! event per numeric field (booleans count as 1 and 0); string fields are not metric values and
 //! are skipped (see docs/ingest-protocols.md).
 
-use super::metric::agent_point;
+use super::metric::point_event;
 use super::{Context, Rejection};
 use shoal_schemas::Event;
 use std::borrow::Cow;
@@ -103,7 +103,7 @@ fn line_events(
         };
         let name = format!("{}.{field}", line.measurement);
         emit(
-            agent_point(&name, tags.clone(), number_value, timestamp, None, context)
+            point_event(&name, tags.clone(), number_value, timestamp, None, context)
                 .map_err(|rejection| rejection.at(number, 1)),
         );
     }

@@ -5,7 +5,7 @@
 //! same series as a native point `{"name", "host", …}`.
 
 use super::fields::{finite_number, name, shape_error};
-use super::metric::agent_point;
+use super::metric::point_event;
 use super::{Context, Rejection};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -57,7 +57,7 @@ pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
     let mut tags = BTreeMap::new();
     tags.insert("host".to_owned(), host.into_owned());
     let millis = (seconds * 1000.0).round() as i64;
-    agent_point(&metric, tags, value, millis, None, context)
+    point_event(&metric, tags, value, millis, None, context)
 }
 
 fn required<'a>(value: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, Rejection> {

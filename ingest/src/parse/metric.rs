@@ -1,12 +1,15 @@
 //! The native metric point format of `POST /v1/metrics`:
-//! `{"name", "tags"? {string: string}, "host"?, "timestamp"?, "value"}`.
+//! `{"name", "tags"? {string: string}, "host"?, "timestamp"?, "value", "id"?}`, and
+//! [`point_event`], the one place where a point of any protocol (native, line protocol,
+//! Mackerel, Graphite) is validated and becomes an event.
 //!
 //! A point becomes a `metric` event whose entity is the series key `name{k=v,…}` with tags
 //! sorted by key, so the same series always maps to the same entity (and shard) whatever order
-//! the client sent its tags in.
+//! the client sent its tags in. Its id is the client's when given, else derived from (series
+//! key, time, value), so a resent point is the same event and the log keeps one copy.
 
-use super::fields::{finite_number, name, shape_error, string};
-use super::native::corrected_time;
+use super::fields::{finite_number, name, shape_error, string, time};
+use super::native::client_id;
 use super::{Context, Rejection};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,12 +18,14 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 const MAX_TAGS: usize = 32;
-/// Ids of agent points are UUIDv5 of (series key, time, value) in this namespace.
+/// Derived point ids are UUIDv5 of (series key, time, value) in this namespace.
 const POINT_NAMESPACE: Uuid = Uuid::from_u128(0x7e11_3c5a_0b9d_4f2e_8a61_c4d3_b2a1_9f80);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPoint<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
     #[serde(borrow)]
     name: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -50,7 +55,7 @@ pub fn series_key(metric: &str, tags: &BTreeMap<String, String>) -> String {
     key
 }
 
-/// Parses and validates one metric point.
+/// Reads one native metric point; [`point_event`] validates it.
 pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Rejection> {
     if item.get().len() > context.max_event_bytes {
         return Err(Rejection::new(
@@ -71,16 +76,9 @@ pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
         rejection
     })?;
     let metric = match raw.name {
-        Some(value) => name(value, "name", LIMIT_NAME_BYTES)?,
+        Some(value) => string(value, "name")?,
         None => return Err(Rejection::new("missing", "name", "name is required")),
     };
-    if metric.contains(['{', '}', ',', '=']) {
-        return Err(Rejection::new(
-            "invalid_value",
-            "name",
-            "name must not contain { } , =",
-        ));
-    }
     let value = match raw.value {
         Some(value) => finite_number(value, "value")?,
         None => return Err(Rejection::new("missing", "value", "value is required")),
@@ -99,36 +97,18 @@ pub fn parse_point(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
             ));
         }
     }
-    let entity = series_key(&metric, &tags);
-    if entity.len() > LIMIT_ENTITY_BYTES {
-        return Err(Rejection::new(
-            "too_long",
-            "tags",
-            format!(
-                "the series key name{{tags}} is {} bytes, the limit is {LIMIT_ENTITY_BYTES}",
-                entity.len()
-            ),
-        ));
-    }
-    let timestamp = corrected_time(raw.timestamp, None, context.received_at)?;
-    let properties = serde_json::to_string(&tags)
-        .map_err(|_| Rejection::new("invalid_value", "tags", "tags could not be encoded"))?;
-    Ok(Event {
-        id: Uuid::now_v7(),
-        tenant: context.tenant.to_owned(),
-        kind: EventKind::Metric,
-        name: metric.into_owned(),
-        entity,
-        timestamp,
-        received_at: context.received_at,
-        properties,
-        value: Some(value),
-    })
+    let timestamp = match raw.timestamp {
+        Some(value) => time(value, "timestamp")?,
+        None => context.received_at,
+    };
+    let id = raw.id.map(client_id).transpose()?;
+    point_event(&metric, tags, value, timestamp, id, context)
 }
 
-/// A metric event from a point already read by one of the agent protocols (line protocol,
-/// Mackerel): the same validation and series key as `POST /v1/metrics`.
-pub fn agent_point(
+/// Validates a point read by any protocol and makes it a metric event: the name, the tags,
+/// the series key's length, the time (not more than a day ahead) and the value. Without a
+/// client `id`, the id is derived from (series key, time, value).
+pub fn point_event(
     metric: &str,
     tags: BTreeMap<String, String>,
     value: f64,
@@ -137,18 +117,14 @@ pub fn agent_point(
     context: &Context<'_>,
 ) -> Result<Event, Rejection> {
     if metric.trim().is_empty() {
-        return Err(Rejection::new(
-            "empty",
-            "name",
-            "metric name must not be empty",
-        ));
+        return Err(Rejection::new("empty", "name", "name must not be empty"));
     }
     if metric.len() > LIMIT_NAME_BYTES {
         return Err(Rejection::new(
             "too_long",
             "name",
             format!(
-                "metric name is {} bytes, the limit is {LIMIT_NAME_BYTES}",
+                "name is {} bytes, the limit is {LIMIT_NAME_BYTES}",
                 metric.len()
             ),
         ));
@@ -157,7 +133,14 @@ pub fn agent_point(
         return Err(Rejection::new(
             "invalid_value",
             "name",
-            format!("metric name {metric:?} must not contain {{ }} , = or control characters"),
+            format!("name {metric:?} must not contain {{ }} , = or control characters"),
+        ));
+    }
+    if !value.is_finite() {
+        return Err(Rejection::new(
+            "invalid_value",
+            "value",
+            "value must be a finite number",
         ));
     }
     if tags.len() > MAX_TAGS {
@@ -168,11 +151,14 @@ pub fn agent_point(
         ));
     }
     for (tag, text) in &tags {
-        if tag.contains(['{', '}', ',', '=']) || text.contains(['{', '}', ',', '=']) {
+        if tag.is_empty()
+            || tag.contains(['{', '}', ',', '='])
+            || text.contains(['{', '}', ',', '='])
+        {
             return Err(Rejection::new(
                 "invalid_value",
                 format!("tags.{tag}"),
-                "tag names and values must not contain { } , =",
+                "tag names must be non-empty, and tag names and values must not contain { } , =",
             ));
         }
     }
@@ -211,34 +197,13 @@ pub fn agent_point(
     })
 }
 
+/// The `tags` object as strings; what the names and values may hold is [`point_event`]'s to say.
 fn parse_tags(raw: &RawValue) -> Result<BTreeMap<String, String>, Rejection> {
     let map: HashMap<&str, &RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| Rejection::new("invalid_type", "tags", "tags must be an object of strings"))?;
-    if map.len() > MAX_TAGS {
-        return Err(Rejection::new(
-            "too_many_tags",
-            "tags",
-            format!("{} tags, the limit is {MAX_TAGS}", map.len()),
-        ));
-    }
     let mut tags = BTreeMap::new();
     for (tag, value) in map {
-        let field = format!("tags.{tag}");
-        if tag.is_empty() || tag.contains(['{', '}', ',', '=']) {
-            return Err(Rejection::new(
-                "invalid_value",
-                field,
-                "tag names must be non-empty and must not contain { } , =",
-            ));
-        }
-        let text = string(value, &field)?;
-        if text.contains(['{', '}', ',', '=']) {
-            return Err(Rejection::new(
-                "invalid_value",
-                field,
-                "tag values must not contain { } , =",
-            ));
-        }
+        let text = string(value, &format!("tags.{tag}"))?;
         tags.insert(tag.to_owned(), text.into_owned());
     }
     Ok(tags)
@@ -271,6 +236,31 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_the_clients_or_derived_from_the_point() {
+        let point = r#"{"name":"load","host":"a","timestamp":1767225590000,"value":0.5}"#;
+        let first = parse(point).unwrap();
+        assert_eq!(
+            first.id,
+            parse(point).unwrap().id,
+            "a resent point is the same event"
+        );
+        assert_eq!(first.id.get_version_num(), 5);
+        let other_value =
+            parse(r#"{"name":"load","host":"a","timestamp":1767225590000,"value":0.75}"#).unwrap();
+        assert_ne!(first.id, other_value.id);
+        let other_series =
+            parse(r#"{"name":"load","host":"b","timestamp":1767225590000,"value":0.5}"#).unwrap();
+        assert_ne!(first.id, other_series.id);
+        let given = parse(
+            r#"{"id":"0190b2a8-0000-7000-8000-000000000001","name":"load","timestamp":1767225590000,"value":1}"#,
+        )
+        .unwrap();
+        assert_eq!(given.id.to_string(), "0190b2a8-0000-7000-8000-000000000001");
+        let text_id = parse(r#"{"id":"retry-7","name":"load","value":1}"#).unwrap();
+        assert_eq!(text_id.id, super::super::native::event_id("retry-7"));
+    }
+
+    #[test]
     fn problems_name_their_field() {
         let cases = [
             (r#"{"value":1}"#, "missing", "name"),
@@ -298,6 +288,23 @@ mod tests {
                 "unit",
             ),
             (r#""x""#, "invalid_type", "point"),
+            (
+                r#"{"name":"m","value":1,"tags":{"":"x"}}"#,
+                "invalid_value",
+                "tags.",
+            ),
+            (
+                r#"{"name":"m","value":1,"tags":{"a":"x=y"}}"#,
+                "invalid_value",
+                "tags.a",
+            ),
+            (r#"{"name":" ","value":1}"#, "empty", "name"),
+            (r#"{"name":"m","value":1,"id":""}"#, "empty", "id"),
+            (
+                r#"{"name":"m","value":1,"timestamp":4102444800000}"#,
+                "invalid_value",
+                "timestamp",
+            ),
         ];
         for (text, code, field) in cases {
             let rejection = parse(text).unwrap_err();

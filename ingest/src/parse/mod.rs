@@ -6,6 +6,7 @@
 //! at all (broken JSON syntax in an array) fails as a whole.
 
 mod fields;
+pub mod graphite;
 pub mod line_protocol;
 pub mod mackerel;
 mod metric;

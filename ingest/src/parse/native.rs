@@ -45,6 +45,12 @@ pub fn event_id(text: &str) -> Uuid {
     Uuid::parse_str(text).unwrap_or_else(|_| Uuid::new_v5(&MESSAGE_ID_NAMESPACE, text.as_bytes()))
 }
 
+/// The `id` field of a native event or point, as its UUID.
+pub fn client_id(raw: &RawValue) -> Result<Uuid, Rejection> {
+    let text = name(raw, "id", MAX_ID_BYTES)?;
+    Ok(event_id(&text))
+}
+
 /// Parses and validates one native event.
 pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Rejection> {
     if item.get().len() > context.max_event_bytes {
@@ -87,10 +93,7 @@ pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
         (None, other) => other.as_str().to_owned(),
     };
     let id = match raw.id {
-        Some(value) => {
-            let text = name(value, "id", MAX_ID_BYTES)?;
-            event_id(&text)
-        }
+        Some(value) => client_id(value)?,
         None => Uuid::now_v7(),
     };
     let value = match raw.value {
