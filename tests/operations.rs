@@ -113,7 +113,26 @@ async fn metrics_count_what_flows_and_the_canary_reports() {
         ) >= 1.0,
         "{http:#?}"
     );
-    assert!(value(&after, "shoal_canary_latency_seconds_count", &[]) >= 1.0);
+    // Ready means a canary was read back; its latency is in the next scrapes. Looked for
+    // again for a while, so a miss shows what the scrape held instead of a bare assert.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scraped = scrape(&shoal).await;
+        if value(&scraped, "shoal_canary_latency_seconds_count", &[]) >= 1.0 {
+            break;
+        }
+        let canary: Vec<String> = scraped
+            .samples
+            .iter()
+            .filter(|sample| sample.metric.starts_with("shoal_canary"))
+            .map(|sample| format!("{} {:?} {:?}", sample.metric, sample.labels, sample.value))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "no canary latency in /metrics after readiness: {canary:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(value(&after, "shoal_process_resident_memory_bytes", &[]) > 1e6);
     assert_eq!(
         value(
