@@ -62,7 +62,7 @@ pg_pid=$(head -1 "$pg_root/data/postmaster.pid")
 {
     echo "# bench/compare.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD)"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "peers: $(victoria-metrics -version 2>&1 | head -1); carbon $(dpkg-query -W -f='${Version}' graphite-carbon 2>/dev/null); $("$pg_bin/postgres" --version)"
+    echo "peers: victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null); carbon $(dpkg-query -W -f='${Version}' graphite-carbon 2>/dev/null); $("$pg_bin/postgres" --version)"
     "$target/release/shoal-bench" compare --spawn "$target/release/shoal" \
         --postgres "host=127.0.0.1 port=$pg_port user=postgres dbname=postgres" \
         --postgres-pid "$pg_pid" --json "$out_dir/figures.json" "$@"

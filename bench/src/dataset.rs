@@ -52,11 +52,46 @@ pub const NAMES: [&str; 20] = [
 const REGIONS: [&str; 4] = ["eu", "us", "apac", "latam"];
 /// Words for the text of searches and errors; low ranks are much more frequent.
 const WORDS: [&str; 40] = [
-    "report", "export", "billing", "invoice", "latency", "timeout", "dashboard", "revenue",
-    "churn", "cohort", "funnel", "retention", "quota", "webhook", "segment", "pipeline",
-    "warehouse", "schema", "alert", "anomaly", "forecast", "pricing", "onboarding", "invite",
-    "permission", "token", "session", "mobile", "android", "safari", "firefox", "upload",
-    "download", "filter", "metric", "trend", "weekly", "monthly", "quarterly", "migration",
+    "report",
+    "export",
+    "billing",
+    "invoice",
+    "latency",
+    "timeout",
+    "dashboard",
+    "revenue",
+    "churn",
+    "cohort",
+    "funnel",
+    "retention",
+    "quota",
+    "webhook",
+    "segment",
+    "pipeline",
+    "warehouse",
+    "schema",
+    "alert",
+    "anomaly",
+    "forecast",
+    "pricing",
+    "onboarding",
+    "invite",
+    "permission",
+    "token",
+    "session",
+    "mobile",
+    "android",
+    "safari",
+    "firefox",
+    "upload",
+    "download",
+    "filter",
+    "metric",
+    "trend",
+    "weekly",
+    "monthly",
+    "quarterly",
+    "migration",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -166,8 +201,8 @@ fn customers(spec: &DatasetSpec, rng: &mut StdRng) -> Vec<Customer> {
         .map(|index| {
             let plan = PLANS[rng.random_range(0..PLANS.len())];
             let users = 1 + (20.0 * rng.random::<f64>().powi(3)) as u32;
-            let churned_at = (index % 5 == 4)
-                .then(|| window_start + rng.random_range(0..EVENT_DAYS * DAY));
+            let churned_at =
+                (index % 5 == 4).then(|| window_start + rng.random_range(0..EVENT_DAYS * DAY));
             Customer {
                 id: format!("acct-{index:06}"),
                 plan,
@@ -467,7 +502,10 @@ pub mod formats {
 /// Writes the whole data set in every format under `dir` (for inspection and for other tools):
 /// native JSON (NDJSON), Segment batches, line protocol, Prometheus text, Graphite plaintext and
 /// CSV. Returns the files written.
-pub fn write_files(data: &Dataset, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+pub fn write_files(
+    data: &Dataset,
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let mut save = |name: &str, text: &str| -> std::io::Result<()> {
@@ -552,10 +590,23 @@ mod tests {
         assert_eq!(first.events.len(), 5_000);
         assert_eq!(first.points.len(), 600);
         for (a, b) in first.events.iter().zip(&second.events) {
-            assert_eq!((a.id, a.timestamp, &a.properties), (b.id, b.timestamp, &b.properties));
+            assert_eq!(
+                (a.id, a.timestamp, &a.properties),
+                (b.id, b.timestamp, &b.properties)
+            );
         }
-        assert!(first.events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
-        assert!(first.points.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+        assert!(
+            first
+                .events
+                .windows(2)
+                .all(|w| w[0].timestamp <= w[1].timestamp)
+        );
+        assert!(
+            first
+                .points
+                .windows(2)
+                .all(|w| w[0].timestamp <= w[1].timestamp)
+        );
         for event in &first.events {
             let mut text = String::new();
             formats::native_event(&first, event, &mut text);
@@ -568,7 +619,12 @@ mod tests {
         let mut text = String::new();
         formats::native_identify(&first.customers[0], &mut text);
         serde_json::from_str::<serde_json::Value>(&text).unwrap();
-        assert!(first.points.iter().all(|p| (0.0..=100.0).contains(&p.value)));
+        assert!(
+            first
+                .points
+                .iter()
+                .all(|p| (0.0..=100.0).contains(&p.value))
+        );
     }
 
     #[test]

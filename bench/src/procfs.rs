@@ -41,7 +41,13 @@ pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
         // Fields after the name: state, ppid, …; utime is the 12th, cstime the 15th.
         let fields: Vec<&str> = after_name.split_whitespace().collect();
         let number = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
-        Some(vec![number(1)?, number(11)?, number(12)?, number(13)?, number(14)?])
+        Some(vec![
+            number(1)?,
+            number(11)?,
+            number(12)?,
+            number(13)?,
+            number(14)?,
+        ])
     };
     let own = stat_fields(Path::new(&format!("/proc/{pid}/stat")))?;
     let mut ticks = own[1] + own[2] + own[3] + own[4];

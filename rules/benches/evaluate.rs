@@ -50,9 +50,10 @@ fn evaluate(c: &mut Criterion) {
     let facts = facts(&rules);
     let mut group = c.benchmark_group("rules");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("evaluate one entity (6 conditions, 3 stages, 2 scorecards)", |b| {
-        b.iter(|| rules.evaluate(black_box(&facts), NOW, false))
-    });
+    group.bench_function(
+        "evaluate one entity (6 conditions, 3 stages, 2 scorecards)",
+        |b| b.iter(|| rules.evaluate(black_box(&facts), NOW, false)),
+    );
     group.bench_function("evaluate one entity, with the why", |b| {
         b.iter(|| rules.evaluate(black_box(&facts), NOW, true))
     });

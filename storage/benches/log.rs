@@ -59,7 +59,11 @@ fn codec(c: &mut Criterion) {
     let raw = raw(&events);
     let mut encoder = BlockEncoder::new(1).expect("zstd context");
     group.bench_function("compress a 1000-event block (zstd 1)", |b| {
-        b.iter(|| encoder.encode(EVENTS as u32, black_box(&raw)).expect("compresses"))
+        b.iter(|| {
+            encoder
+                .encode(EVENTS as u32, black_box(&raw))
+                .expect("compresses")
+        })
     });
     let payload = encoder.encode(EVENTS as u32, &raw).expect("compresses");
     let mut decoder = BlockDecoder::new().expect("zstd context");

@@ -80,7 +80,10 @@ pub async fn round(
     let mut command = Command::new(&args.carbon);
     command
         .arg(format!("--config={}", conf.join("carbon.conf").display()))
-        .arg(format!("--pidfile={}", dir.path().join("run/carbon.pid").display()))
+        .arg(format!(
+            "--pidfile={}",
+            dir.path().join("run/carbon.pid").display()
+        ))
         .arg("--nodaemon")
         .arg("start");
     let mut peer = Peer::start("carbon-cache", command, dir)?;
@@ -161,16 +164,34 @@ async fn measure(
     while !pending.is_empty() {
         pending.retain(|file| !matches!(point_at(file, last / 1000), Ok(Some(_))));
         if Instant::now() > deadline {
-            bail!("carbon wrote {} series' last points within 30 minutes", pending.len());
+            bail!(
+                "{} series' last points were not in whisper within 30 minutes",
+                pending.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let on_disk = started.elapsed().as_secs_f64();
     let points = data.points.len() as f64;
-    figures.record(Figure::IngestPoints, System::Carbon, round, points / on_disk);
-    figures.record(Figure::IngestEvents, System::Carbon, round, points / on_disk);
+    figures.record(
+        Figure::IngestPoints,
+        System::Carbon,
+        round,
+        points / on_disk,
+    );
+    figures.record(
+        Figure::IngestEvents,
+        System::Carbon,
+        round,
+        points / on_disk,
+    );
     let bytes = procfs::dir_bytes(whisper)?;
-    figures.record(Figure::BytesPerPoint, System::Carbon, round, bytes as f64 / points);
+    figures.record(
+        Figure::BytesPerPoint,
+        System::Carbon,
+        round,
+        bytes as f64 / points,
+    );
     println!(
         "carbon: {} points sent in {sent:.1} s ({:.0}/s, unacknowledged), in whisper after {on_disk:.1} s ({:.0}/s)",
         data.points.len(),
@@ -204,7 +225,13 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    figures.latency(Figure::FreshP50, Figure::FreshP99, System::Carbon, round, &fresh);
+    figures.latency(
+        Figure::FreshP50,
+        Figure::FreshP99,
+        System::Carbon,
+        round,
+        &fresh,
+    );
     println!(
         "carbon: fresh p50 {:.1} ms p99 {:.1} ms",
         super::figures::ms(&fresh, 0.5),

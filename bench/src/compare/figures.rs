@@ -112,12 +112,18 @@ impl Figure {
     /// The row's label and unit.
     fn label(self) -> (&'static str, &'static str) {
         match self {
-            Figure::IngestEvents => ("durable ingest, events in batches (PG: COPY per batch)", "events/s"),
+            Figure::IngestEvents => (
+                "ingest in batches of 1000 (PG: COPY per batch; VM, carbon: points)",
+                "records/s",
+            ),
             Figure::IngestPoints => ("metric points ingest in batches", "points/s"),
             Figure::IngestSingle => ("single-event requests, 64 connections", "events/s"),
             Figure::IngestSingleP99 => ("single-event requests, p99", "ms"),
             Figure::CaughtUp => ("read models caught up after the load ended", "s"),
-            Figure::Projection => ("projection (re-projection rate; PG: aggregate tables rebuilt)", "events/s"),
+            Figure::Projection => (
+                "projection (re-projection rate; PG: aggregate tables rebuilt)",
+                "events/s",
+            ),
             Figure::ProjectionPerCpu => ("projection per CPU-second (VM: import)", "records/CPU-s"),
             Figure::Reprojection => ("full re-projection (PG: COPY of the same rows)", "s"),
             Figure::EntityP50 => ("entity p50", "ms"),
@@ -198,7 +204,14 @@ impl Figures {
         }
     }
 
-    pub fn latency(&mut self, p50: Figure, p99: Figure, system: System, round: u32, h: &Histogram<u64>) {
+    pub fn latency(
+        &mut self,
+        p50: Figure,
+        p99: Figure,
+        system: System,
+        round: u32,
+        h: &Histogram<u64>,
+    ) {
         self.record(p50, system, round, ms(h, 0.5));
         self.record(p99, system, round, ms(h, 0.99));
     }
@@ -221,8 +234,12 @@ impl Figures {
     }
 
     pub fn print(&self, rounds: u32) {
-        println!("Medians of {rounds} round(s); ratios are Shoal / peer, the median of each round's own ratio.\n");
-        println!("| figure | unit | Shoal | PostgreSQL | VictoriaMetrics | carbon | tantivy | Shoal / peer |");
+        println!(
+            "Medians of {rounds} round(s); ratios are Shoal / peer, the median of each round's own ratio.\n"
+        );
+        println!(
+            "| figure | unit | Shoal | PostgreSQL | VictoriaMetrics | carbon | tantivy | Shoal / peer |"
+        );
         println!("|---|---|---:|---:|---:|---:|---:|---|");
         for figure in Figure::ALL {
             let (label, unit) = figure.label();
@@ -246,7 +263,11 @@ impl Figures {
             println!(
                 "| {label} | {unit} | {shoal} | {} | {} |",
                 peers.join(" | "),
-                if ratios.is_empty() { "—".to_owned() } else { ratios.join("; ") }
+                if ratios.is_empty() {
+                    "—".to_owned()
+                } else {
+                    ratios.join("; ")
+                }
             );
         }
     }
@@ -282,7 +303,10 @@ mod tests {
             figures.record(Figure::IngestEvents, System::Shoal, round, ours);
             figures.record(Figure::IngestEvents, System::Postgres, round, theirs);
         }
-        assert_eq!(figures.ratio(Figure::IngestEvents, System::Postgres), Some(2.0));
+        assert_eq!(
+            figures.ratio(Figure::IngestEvents, System::Postgres),
+            Some(2.0)
+        );
         assert_eq!(format(1234567.0), "1,234,567");
         assert_eq!(format(0.1234), "0.123");
     }

@@ -125,7 +125,11 @@ where
 }
 
 /// GETs `url` and fails unless it answers 2xx; the body.
-pub async fn get_ok(client: &reqwest::Client, url: &str, authorization: Option<&str>) -> Result<Bytes> {
+pub async fn get_ok(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+) -> Result<Bytes> {
     let mut request = client.get(url);
     if let Some(value) = authorization {
         request = request.header(reqwest::header::AUTHORIZATION, value);

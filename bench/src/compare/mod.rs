@@ -72,7 +72,10 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         };
         let ours_before = procfs::cpu_time(None).unwrap_or_default();
         if args.wants("shoal") {
-            step("shoal", shoal::round(&runtime, args, &data, round, &mut figures));
+            step(
+                "shoal",
+                shoal::round(&runtime, args, &data, round, &mut figures),
+            );
         }
         if args.wants("postgres") {
             match &args.postgres {
@@ -109,7 +112,12 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         if let Some(busy) = procfs::machine_busy(machine_before, machine_after) {
             let others = busy.saturating_sub(ours + own);
             let wall = round_started.elapsed().as_secs_f64();
-            figures.record(Figure::OtherCores, System::Machine, round, others.as_secs_f64() / wall);
+            figures.record(
+                Figure::OtherCores,
+                System::Machine,
+                round,
+                others.as_secs_f64() / wall,
+            );
         }
     }
     println!();

@@ -89,7 +89,9 @@ pub async fn round(
         .await?;
     let (fsync, synchronous): (String, String) = (settings.get(0), settings.get(1));
     if fsync != "on" || synchronous != "on" {
-        bail!("PostgreSQL must run with fsync and synchronous_commit on (has {fsync}, {synchronous})");
+        bail!(
+            "PostgreSQL must run with fsync and synchronous_commit on (has {fsync}, {synchronous})"
+        );
     }
     client.batch_execute(SCHEMA).await?;
 
@@ -138,10 +140,22 @@ pub async fn round(
     client.batch_execute(AGGREGATES).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let records = event_count + data.points.len() as f64;
-    figures.record(Figure::Projection, System::Postgres, round, records / elapsed);
-    let cpu = server_cpu(args).saturating_sub(cpu_aggregates).as_secs_f64();
+    figures.record(
+        Figure::Projection,
+        System::Postgres,
+        round,
+        records / elapsed,
+    );
+    let cpu = server_cpu(args)
+        .saturating_sub(cpu_aggregates)
+        .as_secs_f64();
     if cpu > 0.0 {
-        figures.record(Figure::ProjectionPerCpu, System::Postgres, round, records / cpu);
+        figures.record(
+            Figure::ProjectionPerCpu,
+            System::Postgres,
+            round,
+            records / cpu,
+        );
     }
     println!("postgres: aggregate tables rebuilt in {elapsed:.1} s");
 
@@ -191,7 +205,13 @@ async fn queries(
         async move { expect_rows(client.query(statement, &[&id]).await?, 1) }
     })
     .await?;
-    figures.latency(Figure::EntityP50, Figure::EntityP99, System::Postgres, round, &histogram);
+    figures.latency(
+        Figure::EntityP50,
+        Figure::EntityP99,
+        System::Postgres,
+        round,
+        &histogram,
+    );
 
     let list = client
         .prepare(
@@ -206,20 +226,41 @@ async fn queries(
         async move { expect_rows(client.query(statement, &[&plan]).await?, 1) }
     })
     .await?;
-    figures.latency(Figure::ListP50, Figure::ListP99, System::Postgres, round, &histogram);
+    figures.latency(
+        Figure::ListP50,
+        Figure::ListP99,
+        System::Postgres,
+        round,
+        &histogram,
+    );
 
     let day = data.spec.metrics_day;
     let to = day + DAY - 1;
     let series = client
-        .prepare("SELECT ts, value FROM points WHERE series = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts")
+        .prepare(
+            "SELECT ts, value FROM points WHERE series = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts",
+        )
         .await?;
     let histogram = time_queries(args.queries, |_| {
         let host = Dataset::series_name(rng.random_range(0..data.spec.series));
         let statement = &series;
-        async move { expect_rows(client.query(statement, &[&host as &Param, &day, &to]).await?, 1) }
+        async move {
+            expect_rows(
+                client
+                    .query(statement, &[&host as &Param, &day, &to])
+                    .await?,
+                1,
+            )
+        }
     })
     .await?;
-    figures.latency(Figure::SeriesP50, Figure::SeriesP99, System::Postgres, round, &histogram);
+    figures.latency(
+        Figure::SeriesP50,
+        Figure::SeriesP99,
+        System::Postgres,
+        round,
+        &histogram,
+    );
 
     let aggregate = client
         .prepare(
@@ -229,7 +270,7 @@ async fn queries(
         .await?;
     let histogram = time_queries(args.aggregate_queries(), |_| {
         let statement = &aggregate;
-        async move { expect_rows(client.query(statement, &[&day, &to]).await?, 24) }
+        async move { expect_rows(client.query(statement, &[&day, &to]).await?, 1) }
     })
     .await?;
     figures.latency(
@@ -253,21 +294,41 @@ async fn queries(
     let histogram = time_queries(args.aggregate_queries(), |n| {
         let name = NAMES[n as usize % 10];
         let statement = &window;
-        async move { expect_rows(client.query(statement, &[&name as &Param, &first_day]).await?, 1) }
+        async move {
+            expect_rows(
+                client
+                    .query(statement, &[&name as &Param, &first_day])
+                    .await?,
+                1,
+            )
+        }
     })
     .await?;
-    figures.latency(Figure::WindowP50, Figure::WindowP99, System::Postgres, round, &histogram);
+    figures.latency(
+        Figure::WindowP50,
+        Figure::WindowP99,
+        System::Postgres,
+        round,
+        &histogram,
+    );
     Ok(())
 }
 
 fn expect_rows(rows: Vec<tokio_postgres::Row>, at_least: usize) -> Result<()> {
     if rows.len() < at_least {
-        bail!("a timed query found {} rows, expected at least {at_least}", rows.len());
+        bail!(
+            "a timed query found {} rows, expected at least {at_least}",
+            rows.len()
+        );
     }
     Ok(())
 }
 
-fn chunks<T>(items: &[T], size: usize, mut write: impl FnMut(&T, &mut String)) -> Vec<bytes::Bytes> {
+fn chunks<T>(
+    items: &[T],
+    size: usize,
+    mut write: impl FnMut(&T, &mut String),
+) -> Vec<bytes::Bytes> {
     items
         .chunks(size.max(1))
         .map(|part| {
@@ -300,7 +361,9 @@ async fn copy_all(
                 let Some(chunk) = chunks.get(index) else {
                     break;
                 };
-                let sink = client.copy_in::<str, bytes::Bytes>(statement.as_str()).await?;
+                let sink = client
+                    .copy_in::<str, bytes::Bytes>(statement.as_str())
+                    .await?;
                 futures::pin_mut!(sink);
                 sink.send(chunk.clone()).await?;
                 sink.finish().await?;

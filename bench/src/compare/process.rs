@@ -2,8 +2,8 @@
 //! (SIGTERM, then SIGKILL) when done or when dropped, so an error never leaves one running.
 
 use anyhow::{Context, Result, bail};
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

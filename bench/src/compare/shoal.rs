@@ -54,7 +54,12 @@ struct Http {
 
 impl Http {
     async fn get(&self, path: &str) -> Result<bytes::Bytes> {
-        get_ok(&self.client, &format!("{}{path}", self.base), Some(&self.read)).await
+        get_ok(
+            &self.client,
+            &format!("{}{path}", self.base),
+            Some(&self.read),
+        )
+        .await
     }
 
     async fn get_json(&self, path: &str) -> Result<Value> {
@@ -166,12 +171,21 @@ async fn measure(
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.data.seed);
     let customers = data.customers.len();
     let entity = time_queries(args.queries, |_| {
-        let path = format!("/v1/entities/{}", data.customers[rng.random_range(0..customers)].id);
+        let path = format!(
+            "/v1/entities/{}",
+            data.customers[rng.random_range(0..customers)].id
+        );
         let http = &http;
         async move { http.get(&path).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::EntityP50, Figure::EntityP99, System::Shoal, round, &entity);
+    figures.latency(
+        Figure::EntityP50,
+        Figure::EntityP99,
+        System::Shoal,
+        round,
+        &entity,
+    );
     let list = time_queries(args.queries, |n| {
         let plan = crate::workload::PLANS[n as usize % crate::workload::PLANS.len()];
         let path = format!("/v1/entities?limit=50&trait.plan={plan}");
@@ -179,19 +193,30 @@ async fn measure(
         async move { http.get(&path).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::ListP50, Figure::ListP99, System::Shoal, round, &list);
+    figures.latency(
+        Figure::ListP50,
+        Figure::ListP99,
+        System::Shoal,
+        round,
+        &list,
+    );
     let day = data.spec.metrics_day;
     let to = day + DAY - 1;
     let series = time_queries(args.queries, |_| {
         let host = Dataset::series_name(rng.random_range(0..data.spec.series));
-        let path = format!(
-            "/v1/series?series=cpu%7Bhost%3D{host}%7D&from={day}&to={to}&step=1m&agg=avg"
-        );
+        let path =
+            format!("/v1/series?series=cpu%7Bhost%3D{host}%7D&from={day}&to={to}&step=1m&agg=avg");
         let http = &http;
         async move { http.get(&path).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::SeriesP50, Figure::SeriesP99, System::Shoal, round, &series);
+    figures.latency(
+        Figure::SeriesP50,
+        Figure::SeriesP99,
+        System::Shoal,
+        round,
+        &series,
+    );
     let aggregate = time_queries(args.aggregate_queries(), |_| {
         let path = format!("/v1/series?metric=cpu&from={day}&to={to}&step=1h&agg=avg&combine=sum");
         let http = &http;
@@ -212,7 +237,13 @@ async fn measure(
         async move { http.get(&path).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::WindowP50, Figure::WindowP99, System::Shoal, round, &window);
+    figures.latency(
+        Figure::WindowP50,
+        Figure::WindowP99,
+        System::Shoal,
+        round,
+        &window,
+    );
     let mut words = rand::rngs::StdRng::seed_from_u64(args.data.seed + 9);
     let search = time_queries(args.queries, |_| {
         let (first, second) = crate::dataset::search_terms(&mut words);
@@ -221,7 +252,13 @@ async fn measure(
         async move { http.get(&path).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::SearchP50, Figure::SearchP99, System::Shoal, round, &search);
+    figures.latency(
+        Figure::SearchP50,
+        Figure::SearchP99,
+        System::Shoal,
+        round,
+        &search,
+    );
 
     // One series, created before the timed probes: a new point of an existing series, as for
     // the peers.
@@ -232,7 +269,13 @@ async fn measure(
         async move { fresh_point(http, name, f64::from(sample + 1)).await }
     })
     .await?;
-    figures.latency(Figure::FreshP50, Figure::FreshP99, System::Shoal, round, &fresh);
+    figures.latency(
+        Figure::FreshP50,
+        Figure::FreshP99,
+        System::Shoal,
+        round,
+        &fresh,
+    );
     println!(
         "shoal: entity p99 {:.2} ms, series p99 {:.2} ms, aggregate p99 {:.2} ms, search p99 {:.2} ms, fresh p99 {:.1} ms",
         super::figures::ms(&entity, 0.99),
@@ -296,9 +339,9 @@ async fn fresh_point(http: &Http, name: &str, value: f64) -> Result<()> {
             .await?;
         if answer.status().is_success() {
             let body: Value = answer.json().await?;
-            let found = body["series"][0]["points"].as_array().is_some_and(|points| {
-                points.iter().any(|point| point[1].as_f64() == Some(value))
-            });
+            let found = body["series"][0]["points"]
+                .as_array()
+                .is_some_and(|points| points.iter().any(|point| point[1].as_f64() == Some(value)));
             if found {
                 return Ok(());
             }
@@ -345,7 +388,12 @@ async fn reproject(
         .saturating_sub(cpu_before)
         .as_secs_f64();
     figures.record(Figure::Reprojection, System::Shoal, round, elapsed);
-    figures.record(Figure::Projection, System::Shoal, round, applied as f64 / elapsed);
+    figures.record(
+        Figure::Projection,
+        System::Shoal,
+        round,
+        applied as f64 / elapsed,
+    );
     figures.record(
         Figure::ProjectionPerCpu,
         System::Shoal,

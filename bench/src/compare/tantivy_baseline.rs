@@ -72,7 +72,13 @@ pub fn round(
             histogram.saturating_record((started.elapsed().as_micros() as u64).max(1));
         }
     }
-    figures.latency(Figure::SearchP50, Figure::SearchP99, System::Tantivy, round, &histogram);
+    figures.latency(
+        Figure::SearchP50,
+        Figure::SearchP99,
+        System::Tantivy,
+        round,
+        &histogram,
+    );
     println!(
         "tantivy: two-word top-10 p50 {:.2} ms p99 {:.2} ms",
         super::figures::ms(&histogram, 0.5),

@@ -30,7 +30,10 @@ pub async fn round(
     let dir = temp_dir(&args.dir, "victoria-metrics-")?;
     let mut command = Command::new(&args.victoria_metrics);
     command
-        .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-retentionPeriod=1y")
         .arg("-search.disableCache")
@@ -48,7 +51,10 @@ pub async fn round(
     .await;
     if started.is_err() {
         peer.check_alive()?;
-        bail!("victoria-metrics did not answer /health:\n{}", peer.output_tail());
+        bail!(
+            "victoria-metrics did not answer /health:\n{}",
+            peer.output_tail()
+        );
     }
     let pid = peer.pid();
     let outcome = measure(args, data, round, figures, &client, &base, pid).await;
@@ -77,7 +83,12 @@ async fn measure(
     base: &str,
     pid: u32,
 ) -> Result<()> {
-    let points = Batches::build(&data.points, args.batch as usize, ("", "", ""), formats::prometheus);
+    let points = Batches::build(
+        &data.points,
+        args.batch as usize,
+        ("", "", ""),
+        formats::prometheus,
+    );
     let cpu_before = procfs::cpu_time(Some(pid)).unwrap_or_default();
     let loaded = post_all(
         client,
@@ -102,7 +113,10 @@ async fn measure(
             points.records as f64 / cpu,
         );
     }
-    println!("victoria-metrics: {} points at {rate:.0}/s ({cpu:.1} CPU-s)", points.records);
+    println!(
+        "victoria-metrics: {} points at {rate:.0}/s ({cpu:.1} CPU-s)",
+        points.records
+    );
 
     // Imported points become searchable after an in-memory flush (about a second): wait until
     // the last minute of every series answers.
@@ -139,7 +153,13 @@ async fn measure(
         async move { get_ok(client, &url, None).await.map(drop) }
     })
     .await?;
-    figures.latency(Figure::SeriesP50, Figure::SeriesP99, System::Victoria, round, &series);
+    figures.latency(
+        Figure::SeriesP50,
+        Figure::SeriesP99,
+        System::Victoria,
+        round,
+        &series,
+    );
     let aggregate_url = format!(
         "{base}/api/v1/query_range?query=sum(avg_over_time(cpu%5B1h%5D))&start={}&end={end}&step=3600",
         start + 3600.0
@@ -167,7 +187,13 @@ async fn measure(
         async move { fresh_point(client, base, name).await }
     })
     .await?;
-    figures.latency(Figure::FreshP50, Figure::FreshP99, System::Victoria, round, &fresh);
+    figures.latency(
+        Figure::FreshP50,
+        Figure::FreshP99,
+        System::Victoria,
+        round,
+        &fresh,
+    );
     println!(
         "victoria-metrics: series p99 {:.2} ms, aggregate p99 {:.2} ms, fresh p50 {:.1} ms p99 {:.1} ms",
         super::figures::ms(&series, 0.99),
