@@ -499,6 +499,9 @@ pub mod formats {
     }
 }
 
+/// Writes one point in one format.
+type PointWriter = fn(&Point, &mut String);
+
 /// Writes the whole data set in every format under `dir` (for inspection and for other tools):
 /// native JSON (NDJSON), Segment batches, line protocol, Prometheus text, Graphite plaintext and
 /// CSV. Returns the files written.
@@ -542,7 +545,7 @@ pub fn write_files(
         text.push_str("]}\n");
     }
     save("segment-batches.ndjson", &text)?;
-    let writers: [(&str, fn(&Point, &mut String)); 4] = [
+    let writers: [(&str, PointWriter); 4] = [
         ("metrics.lp", formats::line_protocol),
         ("metrics.prom", formats::prometheus),
         ("metrics.graphite", formats::graphite),
