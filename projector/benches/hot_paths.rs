@@ -24,7 +24,7 @@ fn event(n: u64) -> Event {
         (
             EventKind::Track,
             format!("user-{}", n % 2_000),
-            if n % 3 == 0 { "login" } else { "view" },
+            if n.is_multiple_of(3) { "login" } else { "view" },
             r#"{"amount":3,"plan":"pro"}"#,
             None,
         )
