@@ -54,7 +54,8 @@ impl Loaded {
     }
 }
 
-/// POSTs every body once, `connections` at a time; fails on the first non-2xx answer.
+/// POSTs every body once, `connections` at a time; fails on the first non-2xx answer or the
+/// first answer that reports a rejected record.
 pub async fn post_all(
     client: &reqwest::Client,
     url: &str,
@@ -87,7 +88,9 @@ pub async fn post_all(
                 let response = request.send().await?;
                 let status = response.status();
                 let answer = response.bytes().await?;
-                if !status.is_success() {
+                // Shoal answers 200 with per-event rejections: a rejected record would make
+                // the rate count records that were not stored.
+                if !status.is_success() || crate::stats::answer_counts(&answer).rejected > 0 {
                     bail!(
                         "{url}: {status}: {}",
                         String::from_utf8_lossy(&answer[..answer.len().min(300)])
