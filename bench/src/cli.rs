@@ -22,6 +22,104 @@ pub enum Command {
     Search(SearchArgs),
     /// The read side over HTTP: query latency per shape, and ingest→queryable under load.
     Query(QueryArgs),
+    /// Shoal side by side with PostgreSQL, VictoriaMetrics, carbon and tantivy on one data set
+    /// (run through `bench/compare.sh`, which installs and starts PostgreSQL).
+    Compare(CompareArgs),
+    /// Writes the comparison data set in every format (native JSON, Segment, line protocol,
+    /// Prometheus text, Graphite plaintext, CSV).
+    Dataset(DatasetArgs),
+}
+
+/// The comparison data set's size and seed.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Customers (accounts), each with traits and 1–20 users.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub customers: u32,
+    /// Track events over the last 30 days (plus one identify per customer).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    pub events: u64,
+    /// Metric series (`cpu{host=hNNNN}`).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub series: u32,
+    /// Points per series, one a minute (1440 = one day).
+    #[arg(long, default_value_t = 1440, value_parser = clap::value_parser!(u32).range(2..=1440))]
+    pub points: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DatasetArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory the files go to (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The `shoal` release binary, started on a fresh temporary data directory each round.
+    #[arg(long, value_name = "PATH/TO/SHOAL")]
+    pub spawn: PathBuf,
+    /// A TOML config file passed to Shoal as `--config`.
+    #[arg(long)]
+    pub server_config: Option<PathBuf>,
+    /// libpq-style connection string of a running PostgreSQL (its tables `events`,
+    /// `customers`, `points` and the aggregates are dropped and made again each round).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// The postmaster's pid, to count PostgreSQL's CPU time.
+    #[arg(long)]
+    pub postgres_pid: Option<u32>,
+    #[arg(long, default_value = "victoria-metrics")]
+    pub victoria_metrics: PathBuf,
+    #[arg(long, default_value = "carbon-cache")]
+    pub carbon: PathBuf,
+    /// Systems to run, comma-separated: shoal, postgres, victoria, carbon, tantivy.
+    #[arg(long, default_value = "shoal,postgres,victoria,carbon,tantivy")]
+    pub systems: String,
+    /// Rounds; figures are medians over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+    /// Concurrent connections loading batches.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub connections: u32,
+    /// Records per load request (or per COPY).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+    /// Timed requests per query shape (the two aggregates get a fifth of it, at least 20).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub queries: u32,
+    /// Ingest→queryable probes per system.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub fresh_samples: u32,
+    /// Measured seconds of single-event requests.
+    #[arg(long, default_value = "5", value_parser = seconds)]
+    pub single_duration: Duration,
+    /// Where temporary directories go.
+    #[arg(long, default_value = "/tmp")]
+    pub dir: PathBuf,
+    /// Also write the data set's files here.
+    #[arg(long)]
+    pub write_files: Option<PathBuf>,
+    /// Write every figure of every round as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl CompareArgs {
+    pub fn wants(&self, system: &str) -> bool {
+        self.systems.split(',').any(|name| name.trim() == system)
+    }
+
+    /// Requests per aggregate shape: they scan much more, so fewer.
+    pub fn aggregate_queries(&self) -> u32 {
+        (self.queries / 5).max(20)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

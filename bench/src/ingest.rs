@@ -83,6 +83,23 @@ pub fn run(args: &IngestArgs) -> Result<()> {
     Ok(())
 }
 
+/// One run on a fresh spawned server, its report not printed: for `compare`.
+pub fn single_round(runtime: &tokio::runtime::Runtime, args: &IngestArgs) -> Result<RunReport> {
+    let Some(binary) = &args.spawn else {
+        bail!("single_round needs a server binary to spawn");
+    };
+    let spec = WorkloadSpec {
+        seed: args.seed,
+        event_bytes: args.event_bytes as usize,
+        entities: args.entities,
+        now_millis: chrono::Utc::now().timestamp_millis(),
+        client_ids: args.client_ids,
+    };
+    let built = workload::bodies(&spec, args.batch);
+    let mean_event_bytes = built.mean_event_bytes();
+    spawned_run(runtime, args, binary, &Arc::new(built), 1, mean_event_bytes)
+}
+
 fn spawned_run(
     runtime: &tokio::runtime::Runtime,
     args: &IngestArgs,

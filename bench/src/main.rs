@@ -9,12 +9,17 @@
 //! - `search`: the search index in-process: indexing rate, query latency, and the time from a
 //!   durable append to the event being searchable;
 //! - `query`: the read side over HTTP against a server it starts and fills: latency per query
-//!   shape, and ingest→queryable under load.
+//!   shape, and ingest→queryable under load;
+//! - `compare`: the same data set and queries against Shoal and its peers (PostgreSQL,
+//!   VictoriaMetrics, carbon, in-process tantivy), one table of figures and ratios;
+//! - `dataset`: that data set written in every format the systems take.
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
 mod cli;
 mod client;
+mod compare;
+mod dataset;
 mod fsync;
 mod ids;
 mod ingest;
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
         cli::Command::Fsync(args) => fsync::run(&args),
         cli::Command::Search(args) => search::run(&args),
         cli::Command::Query(args) => query::run(&args),
+        cli::Command::Compare(args) => compare::run(&args),
+        cli::Command::Dataset(args) => dataset::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

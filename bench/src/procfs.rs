@@ -32,6 +32,40 @@ pub fn cpu_time(pid: Option<u32>) -> Option<Duration> {
     ticks_to_duration(user + system)
 }
 
+/// CPU time of a process tree so far: the process, its reaped children (`cutime`, `cstime`),
+/// and its live children (PostgreSQL's backends are children of the postmaster).
+pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
+    let stat_fields = |path: &Path| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(path).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        // Fields after the name: state, ppid, …; utime is the 12th, cstime the 15th.
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let number = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+        Some(vec![
+            number(1)?,
+            number(11)?,
+            number(12)?,
+            number(13)?,
+            number(14)?,
+        ])
+    };
+    let own = stat_fields(Path::new(&format!("/proc/{pid}/stat")))?;
+    let mut ticks = own[1] + own[2] + own[3] + own[4];
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(fields) = stat_fields(&entry.path().join("stat"))
+            && fields[0] == u64::from(pid)
+            && child != pid
+        {
+            ticks += fields[1] + fields[2];
+        }
+    }
+    ticks_to_duration(ticks)
+}
+
 /// Apparent size (sum of file lengths) of everything under `dir`.
 pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
     let mut total = 0;

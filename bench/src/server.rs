@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -51,6 +52,17 @@ impl SpawnedServer {
             .stderr(log);
         if let Some(config) = config {
             command.arg("--config").arg(config);
+        }
+        // SAFETY: `prctl` is async-signal-safe, as `pre_exec` requires. The kernel SIGTERMs the
+        // server when the thread that started it dies, so a bench killed by Ctrl-C leaves no
+        // server running (servers are started from the main thread).
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let mut child = command
             .spawn()

@@ -28,7 +28,7 @@ const NAMES: [(&str, u32); 7] = [
     ("error_shown", 3),
 ];
 
-const PATHS: [&str; 12] = [
+pub(crate) const PATHS: [&str; 12] = [
     "/",
     "/pricing",
     "/docs",
@@ -42,7 +42,7 @@ const PATHS: [&str; 12] = [
     "/blog/event-sourcing",
     "/changelog",
 ];
-const REFERRERS: [&str; 6] = [
+pub(crate) const REFERRERS: [&str; 6] = [
     "google",
     "direct",
     "newsletter",
@@ -50,7 +50,7 @@ const REFERRERS: [&str; 6] = [
     "github",
     "partner",
 ];
-const BUTTONS: [&str; 8] = [
+pub(crate) const BUTTONS: [&str; 8] = [
     "upgrade",
     "invite_teammate",
     "export_csv",
@@ -60,7 +60,7 @@ const BUTTONS: [&str; 8] = [
     "connect_source",
     "dismiss",
 ];
-const ENDPOINTS: [&str; 6] = [
+pub(crate) const ENDPOINTS: [&str; 6] = [
     "/v1/reports",
     "/v1/users",
     "/v1/events",
@@ -68,7 +68,7 @@ const ENDPOINTS: [&str; 6] = [
     "/v1/search",
     "/v1/billing",
 ];
-const FEATURES: [&str; 8] = [
+pub(crate) const FEATURES: [&str; 8] = [
     "funnels",
     "cohorts",
     "alerts",
@@ -78,9 +78,9 @@ const FEATURES: [&str; 8] = [
     "segments",
     "api_keys",
 ];
-const METHODS: [&str; 4] = ["password", "sso", "google", "magic_link"];
-const PLANS: [&str; 4] = ["free", "starter", "pro", "enterprise"];
-const ERRORS: [&str; 5] = [
+pub(crate) const METHODS: [&str; 4] = ["password", "sso", "google", "magic_link"];
+pub(crate) const PLANS: [&str; 4] = ["free", "starter", "pro", "enterprise"];
+pub(crate) const ERRORS: [&str; 5] = [
     "quota_exceeded",
     "timeout",
     "invalid_query",

@@ -26,7 +26,8 @@
 //! Retention ([`Retention`]) is configuration only for now: enforcement (a periodic sweep
 //! deleting items older than the resolution's retention) is deferred.
 
-mod codec;
+/// Public for the criterion benches (`benches/hot_paths.rs`), not a stable API.
+pub mod codec;
 mod read;
 
 pub use read::{Resolution, SeriesList, SeriesPoint, list, read_range};

@@ -29,8 +29,9 @@
 //! its part, the call fails and a retry stores the rest (the stored part comes back
 //! `Duplicate`).
 
-/// Shared with the Kinesis log, whose records carry the same payload.
-pub(crate) mod codec;
+/// Shared with the Kinesis log, whose records carry the same payload; public for the
+/// criterion benches (`benches/log.rs`), not a stable API.
+pub mod codec;
 mod config;
 mod dedup;
 mod meta;
