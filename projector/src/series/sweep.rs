@@ -27,6 +27,7 @@
 use super::read::Resolution;
 use super::retention::{FENCE_SK, Fences, Retention};
 use super::{VERSION, item_sk, list_pk, series_pk};
+use crate::periodic::Periodic;
 use crate::scores::manager::Clock;
 use crate::scores::versions;
 use crate::{Result, telemetry};
@@ -35,8 +36,6 @@ use shoal_storage::tenants::TenantStore;
 use shoal_storage::{Item, Key, Query, SortRange, Table, TableName, Update, WriteOp};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Series per page of the list (and per `batch_get` of fences).
 const PAGE: usize = 100;
@@ -258,29 +257,21 @@ pub async fn round(
     Ok((report, Resume::default()))
 }
 
-/// The running retention sweeper; stop it before the projector.
-pub struct RetentionSweeper {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl RetentionSweeper {
-    /// Starts a round every `config.interval`, each as of `clock`.
-    pub fn spawn(
-        tables: Arc<dyn Table>,
-        clock: Arc<dyn Clock>,
-        config: RetentionConfig,
-    ) -> RetentionSweeper {
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(config.interval);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut resume = Resume::default();
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = stopped.changed() => return,
-                }
+/// Starts the retention sweep: a round every `config.interval`, each as of `clock`, resuming
+/// where the previous one stopped. Stop it before the projector.
+pub fn spawn_sweeper(
+    tables: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+    config: RetentionConfig,
+) -> Periodic {
+    let interval = config.interval;
+    Periodic::spawn(
+        "series retention sweeper",
+        interval,
+        Resume::default(),
+        move |resume: Resume| {
+            let (tables, clock) = (tables.clone(), clock.clone());
+            async move {
                 let now = clock.now_millis();
                 match round(&tables, now, config.budget, resume.clone()).await {
                     Ok((report, next)) => {
@@ -293,23 +284,16 @@ impl RetentionSweeper {
                             finished = next == Resume::default(),
                             "series retention swept"
                         );
-                        resume = next;
+                        next
                     }
                     Err(error) => {
                         tracing::warn!(%error, "sweeping series retention failed; retrying on the next round");
+                        resume
                     }
                 }
             }
-        });
-        RetentionSweeper { stop, task }
-    }
-
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "the series retention sweeper panicked");
-        }
-    }
+        },
+    )
 }
 
 #[cfg(test)]
