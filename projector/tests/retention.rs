@@ -40,6 +40,13 @@ async fn read(tables: &dyn Table, from: i64, to: i64, resolution: Resolution) ->
         .unwrap()
 }
 
+async fn assert_nothing_kept(tables: &dyn Table, from: i64, to: i64) {
+    for resolution in Resolution::ALL {
+        let points = read(tables, from, to, resolution).await;
+        assert!(points.is_empty(), "{resolution:?}: {points:?}");
+    }
+}
+
 fn slot(points: &[SeriesPoint], t: i64) -> (u64, f64, f64, f64) {
     let point = points
         .iter()
@@ -147,13 +154,7 @@ async fn points_older_than_every_resolution_are_dropped_and_ranges_say_so() {
             .await
             .unwrap();
     }
-    for resolution in Resolution::ALL {
-        assert!(
-            read(tables.as_ref(), T, T + DAY, resolution)
-                .await
-                .is_empty()
-        );
-    }
+    assert_nothing_kept(tables.as_ref(), T, T + DAY).await;
     let fences = series::fences(tables.as_ref(), "acme", CPU).await.unwrap();
     let serving = series::serving(&fences, Resolution::Minute, T);
     assert_eq!(serving.resolution, Resolution::Day);
@@ -165,13 +166,7 @@ async fn points_older_than_every_resolution_are_dropped_and_ranges_say_so() {
     catch_up(log.clone(), tables.clone(), &projections, &config)
         .await
         .unwrap();
-    for resolution in Resolution::ALL {
-        assert!(
-            read(tables.as_ref(), T, T + DAY, resolution)
-                .await
-                .is_empty()
-        );
-    }
+    assert_nothing_kept(tables.as_ref(), T, T + DAY).await;
     let recent = read(tables.as_ref(), now - DAY, now, Resolution::Raw).await;
     assert_eq!(recent.len(), 1);
 }

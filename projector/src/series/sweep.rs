@@ -220,7 +220,7 @@ pub struct Resume {
 pub async fn round(
     shared: &Arc<dyn Table>,
     now: i64,
-    budget: usize,
+    mut budget: usize,
     resume: Resume,
 ) -> Result<(RetentionReport, Resume)> {
     let store = TenantStore::new(shared.clone());
@@ -232,7 +232,6 @@ pub async fn round(
         .map(|tenant| tenant.id)
         .collect();
     tenants.sort();
-    let mut budget = budget;
     let mut report = RetentionReport::default();
     let mut series_from = resume.series;
     for tenant in tenants {
