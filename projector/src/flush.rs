@@ -13,7 +13,9 @@
 //!   ahead of the checkpoint. Each item carries `pos` (the last event it holds), the re-fold
 //!   skips, per item, the events it already holds (`Cache::get_mut`), and every item write is
 //!   conditional on the stored `pos` being absent or older than the new one, so an item is never
-//!   moved backwards or given an event twice. Blind puts (the archive) are their own content,
+//!   moved backwards or given an event twice. An item that existed when the batch loaded it must
+//!   still exist (`pos` older, not absent): one deleted meanwhile (series retention) is not
+//!   written back from a stale copy. Blind puts (the archive) are their own content,
 //!   so rewriting one is a no-op.
 //!
 //! The same conditions are sent on the embedded path (they cost one comparison on an item the
@@ -64,7 +66,10 @@ pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> 
             Some(stored) if *stored == new_pos => {
                 Condition::Eq(POS_ATTRIBUTE.into(), Value::S(stored.clone()))
             }
-            _ => checkpoint::forward_only(new_pos),
+            // It existed when loaded: if it is gone now (a retention sweep deleted it), the
+            // condition fails rather than writing it back, and the re-read sees why.
+            Some(_) => Condition::Lt(POS_ATTRIBUTE.into(), Value::S(new_pos.clone())),
+            None => checkpoint::forward_only(new_pos),
         };
         let mut unit = vec![TransactOp::Put {
             table,

@@ -6,6 +6,7 @@
 //! - [`Projection`] and its write-back [`Cache`] (`projection.rs`), flushed with the checkpoint
 //!   (`flush.rs` holds the exactly-once design note);
 //! - [`checkpoint`], [`deadletter`] and [`status`] live in the `control` table;
+//! - [`periodic`]: the timer task behind the scores sweeper and the series retention sweeper;
 //! - the projections: [`archive`], [`series`], [`entities`], each with the read functions the
 //!   query side calls; and [`scores`], one instance per tenant with rules and rules version,
 //!   run by its [`scores::manager::RulesManager`]. Key layouts: `docs/read-models.md`.
@@ -20,6 +21,7 @@ mod error;
 mod flush;
 pub mod keys;
 pub mod lease;
+pub mod periodic;
 mod projection;
 mod scan;
 pub mod scores;

@@ -32,3 +32,14 @@ pub(crate) fn record_retry(projection: &str) {
     metrics::counter!("shoal_projector_retries_total", "projection" => label(projection))
         .increment(1);
 }
+
+/// A metric point older than every resolution of its series keeps, so not written at all.
+pub(crate) fn record_series_point_expired() {
+    metrics::counter!("shoal_projector_series_points_expired_total").increment(1);
+}
+
+/// One round of the series retention sweep.
+pub(crate) fn record_retention_round(deleted: u64) {
+    metrics::counter!("shoal_projector_series_retention_rounds_total").increment(1);
+    metrics::counter!("shoal_projector_series_items_expired_total").increment(deleted);
+}

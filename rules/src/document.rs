@@ -204,7 +204,8 @@ mod all_keyword {
     }
 }
 
-/// Retention of the metric series resolutions, in days (`None`: kept forever).
+/// Retention of the metric series resolutions, in days (`None`: the default of that resolution;
+/// see `shoal_projector::series::Retention`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesRules {

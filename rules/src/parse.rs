@@ -495,7 +495,7 @@ fn check_retention(retention: &Retention) -> Result<(), Error> {
         if days == 0 {
             return Err(Error::invalid(
                 path,
-                "must be at least 1 day (omit it to keep forever)",
+                "must be at least 1 day (omit it for the default)",
             ));
         }
         if let Some((finer_name, finer_days)) = finer

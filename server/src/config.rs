@@ -21,6 +21,7 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub search: SearchConfig,
     pub scores: ScoresSettings,
+    pub series: SeriesSettings,
     /// What this process does: `ingest`, `projector`, `query` (default: all three). Only the
     /// AWS backend splits them over processes; the embedded log belongs to one process.
     pub roles: Vec<Role>,
@@ -179,6 +180,38 @@ impl Default for ScoresSettings {
     }
 }
 
+/// Metric series: how often and how much the retention sweep works (what each resolution keeps
+/// is per tenant, in the rules' `series.retention_days`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeriesSettings {
+    /// Time between sweep rounds; an expired item is deleted one round after it is fenced off,
+    /// so keep it well above the time one projector batch takes to load (minutes, not seconds,
+    /// on DynamoDB).
+    pub retention_sweep_secs: u64,
+    /// Work per round: one unit per series visited and per item deleted.
+    pub retention_budget: usize,
+}
+
+impl Default for SeriesSettings {
+    fn default() -> Self {
+        let defaults = shoal_projector::series::sweep::RetentionConfig::default();
+        SeriesSettings {
+            retention_sweep_secs: defaults.interval.as_secs(),
+            retention_budget: defaults.budget,
+        }
+    }
+}
+
+impl SeriesSettings {
+    pub fn retention_config(&self) -> shoal_projector::series::sweep::RetentionConfig {
+        shoal_projector::series::sweep::RetentionConfig {
+            interval: std::time::Duration::from_secs(self.retention_sweep_secs),
+            budget: self.retention_budget,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -211,6 +244,7 @@ impl Default for Config {
             projector: ProjectorConfig::default(),
             search: SearchConfig::default(),
             scores: ScoresSettings::default(),
+            series: SeriesSettings::default(),
             roles: ALL_ROLES.to_vec(),
             storage: StorageSettings::default(),
             aws: AwsSettings::default(),
@@ -271,6 +305,14 @@ impl Config {
         anyhow::ensure!(
             self.scores.batch_events > 0,
             "scores.batch_events must be > 0"
+        );
+        anyhow::ensure!(
+            self.series.retention_sweep_secs > 0,
+            "series.retention_sweep_secs must be > 0"
+        );
+        anyhow::ensure!(
+            self.series.retention_budget >= 100,
+            "series.retention_budget must be at least 100"
         );
         self.search
             .validate()

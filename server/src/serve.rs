@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::get;
 use shoal_ingest::{GraphiteListener, IngestState};
 use shoal_projector::scores::manager::{RulesManager, ScoresConfig, SystemClock};
+use shoal_projector::series::sweep as series_retention;
 use shoal_projector::{Ownership, Projector, ProjectorHandle, StatusSource};
 use shoal_query::QueryState;
 use shoal_search::{SearchIndex, SearchWorker};
@@ -135,6 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut projector = None;
     let mut rules = None;
     let mut sweeper = None;
+    let mut retention = None;
     if config.has(Role::Projector) {
         let mut projector_config = config.projector.clone();
         if config.storage.backend == Backend::Aws {
@@ -168,6 +170,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the scores of every tenant with rules")?;
         sweeper = Some(manager.spawn_sweeper());
+        retention = Some(series_retention::spawn_sweeper(
+            table.clone(),
+            Arc::new(SystemClock),
+            config.series.retention_config(),
+        ));
         rules = Some(manager);
         projector = Some(handle);
     }
@@ -315,6 +322,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(sweeper) = sweeper {
         sweeper.shutdown().await;
+    }
+    if let Some(retention) = retention {
+        retention.shutdown().await;
     }
     if let Some(projector) = projector {
         // Flushes and checkpoints every worker, then (on AWS) releases the leases.

@@ -11,6 +11,7 @@ use super::sweep::{SweepReport, sweep};
 use super::versions::{self, Pointer, Status, VersionRecord};
 use super::{Scores, index_pk, projection_name, state_key};
 use crate::keys::{checkpoint_pk, dead_letter_pk};
+use crate::periodic::Periodic;
 use crate::{Error, Projection, ProjectorHandle, Result};
 use serde::Serialize;
 use shoal_rules::Rules;
@@ -18,8 +19,6 @@ use shoal_storage::{Key, Query, Table, TableName, Update, Value, WriteOp};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The time rules are evaluated at. A trait so tests can move time.
 pub trait Clock: Send + Sync {
@@ -126,19 +125,7 @@ pub struct RulesManager {
 }
 
 /// The running sweeper; stop it before the projector.
-pub struct Sweeper {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Sweeper {
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "the scores sweeper panicked");
-        }
-    }
-}
+pub type Sweeper = Periodic;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -457,22 +444,15 @@ impl RulesManager {
     /// Starts the timer that sweeps each instance every `sweep_interval` (and a candidate as
     /// soon as it has caught up).
     pub fn spawn_sweeper(&self) -> Sweeper {
-        let (stop, mut stopped) = watch::channel(false);
         let manager = self.clone();
-        let task = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = stopped.changed() => return,
-                }
+        Periodic::spawn("scores sweeper", Duration::from_secs(1), (), move |()| {
+            let manager = manager.clone();
+            async move {
                 if let Err(error) = manager.tick().await {
                     tracing::warn!(%error, "sweeping scores failed; retrying on the next tick");
                 }
             }
-        });
-        Sweeper { stop, task }
+        })
     }
 
     fn purge_in_background(&self, tenant: &str, version: u32) {

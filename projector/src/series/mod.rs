@@ -5,6 +5,7 @@
 //! - `m1#<day start>`: 1-minute rollups of one UTC day (slot = minute of the day);
 //! - `h1#<block start>`: 1-hour rollups of a 32-day block (slot = hour of the block);
 //! - `d1#<block start>`: 1-day rollups of a 512-day block (slot = day of the block);
+//! - `fence`: the series' retention fences (see "Retention"), written only by the sweep;
 //! - per tenant, PK `v<version>#<tenant>#serieslist`, SK `<series key>`: the list of series.
 //!
 //! Starts are epoch milliseconds padded to 20 digits; blocks are aligned to the epoch, and
@@ -23,14 +24,47 @@
 //! timestamp into a bucket already holding [`MAX_POINTS_PER_BUCKET`] (the item would outgrow
 //! DynamoDB's 400 KB). Non-metric events are ignored.
 //!
-//! Retention ([`Retention`]) is configuration only for now: enforcement (a periodic sweep
-//! deleting items older than the resolution's retention) is deferred.
+//! # Retention
+//! Each tenant's active rules set how long each resolution is kept (`series.retention_days`;
+//! [`Retention`] has the defaults: raw 30 days, minute 90, hour 2 years, day forever). An item
+//! expires when its whole span ended before `now - retention`. The [`sweep`] enforces it with
+//! per-series *fences* (`retention.rs`, SK `fence` in the series partition): it first moves a
+//! resolution's fence forward to the start of the item holding the horizon, and one round later
+//! deletes that resolution's items below the fence. Fences never move back, not even when a
+//! retention grows (what is deleted is gone; it applies from then on).
+//!
+//! The rule for a point at time `t`, decided in `fold` from the fences loaded with the batch
+//! (never from a clock, so every process and every replay decides alike for the same state):
+//! - an item below its fence is never written: a late point does not resurrect it;
+//! - a rollup slot whose finer data is kept (raw for `m1`/`h1`, the `h1` item for `d1`) is
+//!   recomputed from it, as above;
+//! - a rollup slot whose finer data is below its fence is *merged into*: the slot already
+//!   holds everything its finer data held when that was fenced (the last recomputation saw the
+//!   whole bucket), so adding the point keeps count, sum, min and max exact. The item's `pos`
+//!   guard still makes a re-delivered event a no-op for an item that holds it, so a replay does
+//!   not double count;
+//! - a point below every fence is dropped (`shoal_projector_series_points_expired_total`).
+//!
+//! What the raw bucket did and a merged slot cannot: inside an expired hour a point whose
+//! timestamp the deleted bucket already held is a new point (count and sum grow; last write
+//! wins per timestamp only while the raw bucket exists), and `last` is the value merged last in
+//! log order, not the latest timestamp. Re-delivery of the same event is still not counted twice.
+//!
+//! A full re-projection (a new projection version, or a fresh store) starts without fences:
+//! every point goes to raw and the rollups are exact; the sweep then fences and deletes what the
+//! retention no longer keeps, and points the replay reaches after that are merged as above.
+//! Either way, each rollup a resolution keeps ends up with the aggregates of all the points of
+//! its slot (the replay property test in `tests/replay.rs` checks this with sweeps between
+//! batches).
 
 /// Public for the criterion benches (`benches/hot_paths.rs`), not a stable API.
 pub mod codec;
 mod read;
+mod retention;
+pub mod sweep;
 
-pub use read::{Resolution, SeriesList, SeriesPoint, list, read_range};
+pub use read::{Resolution, SeriesList, SeriesPoint, Serving, fences, list, read_range, serving};
+pub use retention::{FENCE_SK, Fences, Retention};
 
 use crate::keys::{padded_millis, views_pk};
 use crate::projection::{Derived, State};
@@ -38,7 +72,6 @@ use crate::{Cache, Error, PoisonError, Projection, Result};
 use shoal_schemas::{Event, EventKind, Position};
 use shoal_storage::{Item, Key, TableName, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 pub const NAME: &str = "series";
 pub const VERSION: u32 = 1;
@@ -52,27 +85,6 @@ pub(crate) const RAW_SPAN: i64 = HOUR;
 pub(crate) const M1_SPAN: i64 = DAY;
 pub(crate) const H1_SPAN: i64 = 32 * DAY;
 pub(crate) const D1_SPAN: i64 = 512 * DAY;
-
-/// How long each resolution is kept (defaults). Enforcement is deferred (see module docs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Retention {
-    pub raw: Duration,
-    pub minute: Duration,
-    pub hour: Duration,
-    /// `None`: forever.
-    pub day: Option<Duration>,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            raw: Duration::from_secs(30 * 86_400),
-            minute: Duration::from_secs(90 * 86_400),
-            hour: Duration::from_secs(2 * 365 * 86_400),
-            day: None,
-        }
-    }
-}
 
 /// count, sum, min, max and last of the points in a slot.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -192,11 +204,15 @@ impl Projection for Series {
     fn keys(&self, event: &Event, keys: &mut Vec<Key>) {
         if event.kind == EventKind::Metric && event.timestamp >= 0 {
             let pk = series_pk(VERSION, &event.tenant, &event.entity);
+            keys.push(Key::new(pk.clone(), FENCE_SK));
             keys.extend(point_keys(&pk, event.timestamp));
         }
     }
 
     fn decode(&self, key: &Key, item: Option<&Item>) -> Result<State> {
+        if key.sk == FENCE_SK {
+            return Ok(Box::new(Fences::stored(item)));
+        }
         let (prefix, start) = sk_start(key).ok_or_else(|| Error::corrupt(key, "bad sort key"))?;
         let bytes = item
             .and_then(|item| item.get("data"))
@@ -241,26 +257,74 @@ impl Projection for Series {
         let timestamp = event.timestamp;
         let pk = series_pk(VERSION, &event.tenant, &event.entity);
         let [raw, m1, h1, d1] = point_keys(&pk, timestamp);
-        if let Some(bucket) = cache.peek::<RawBucket>(&raw)
+        // Read once per batch and never written by the projector: every event of the batch
+        // decides against the same fences (see "Retention" in the module docs).
+        let fences = cache
+            .peek::<Fences>(&Key::new(pk, FENCE_SK))
+            .copied()
+            .unwrap_or_default();
+        let raw_kept = !fences.expired(Resolution::Raw, timestamp);
+        if raw_kept
+            && let Some(bucket) = cache.peek::<RawBucket>(&raw)
             && bucket.points.len() >= MAX_POINTS_PER_BUCKET
             && !bucket.points.contains_key(&timestamp)
         {
             return Err(PoisonError::new("the series bucket of this hour is full"));
         }
-        if let Some(bucket) = cache.get_mut::<RawBucket>(&raw) {
+        if Resolution::ALL
+            .iter()
+            .all(|resolution| fences.expired(*resolution, timestamp))
+        {
+            // Older than every resolution keeps: nothing to write.
+            crate::telemetry::record_series_point_expired();
+            return Ok(());
+        }
+        if raw_kept && let Some(bucket) = cache.get_mut::<RawBucket>(&raw) {
             bucket.points.insert(timestamp, value);
             if bucket.name.is_none() {
                 bucket.name = Some(event.name.clone());
             }
         }
+        // (item, its resolution, slot, whether the finer data it is computed from is kept)
         let slots = [
-            (m1, (timestamp - floor(timestamp, M1_SPAN)) / MINUTE),
-            (h1, (timestamp - floor(timestamp, H1_SPAN)) / HOUR),
-            (d1, (timestamp - floor(timestamp, D1_SPAN)) / DAY),
+            (
+                m1,
+                Resolution::Minute,
+                ((timestamp - floor(timestamp, M1_SPAN)) / MINUTE) as u32,
+                raw_kept,
+            ),
+            (
+                h1,
+                Resolution::Hour,
+                ((timestamp - floor(timestamp, H1_SPAN)) / HOUR) as u32,
+                raw_kept,
+            ),
+            (
+                d1,
+                Resolution::Day,
+                ((timestamp - floor(timestamp, D1_SPAN)) / DAY) as u32,
+                !fences.expired(Resolution::Hour, timestamp),
+            ),
         ];
-        for (key, slot) in slots {
-            if let Some(rollup) = cache.get_mut::<Rollup>(&key) {
-                rollup.dirty.insert(slot as u32);
+        for (key, resolution, slot, source_kept) in slots {
+            if fences.expired(resolution, timestamp) {
+                // Never resurrect an expired item.
+                continue;
+            }
+            let Some(rollup) = cache.get_mut::<Rollup>(&key) else {
+                continue;
+            };
+            if source_kept {
+                rollup.dirty.insert(slot);
+            } else {
+                // The finer data is gone: this slot is the only record of it, so the point is
+                // merged in; the item's `pos` guard keeps a re-delivered event from counting twice.
+                let point = Agg::of_point(value);
+                let merged = rollup
+                    .slots
+                    .get(&slot)
+                    .map_or(point, |stored| stored.merge(point));
+                rollup.slots.insert(slot, merged);
             }
         }
         Ok(())

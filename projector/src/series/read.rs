@@ -2,8 +2,15 @@
 //!
 //! Cost of [`read_range`]: one partition query over the items overlapping the range (a day at
 //! 1-minute resolution is one or two `m1` items; a year at 1-hour is about 12 `h1` items).
+//!
+//! Retention: a resolution holds nothing before its series' fence (`retention.rs`), so
+//! [`serving`] picks, for a range, the finest resolution at or above the one the step asks for
+//! that still holds the range's start, and says when it had to go coarser.
 
-use super::{Agg, D1_SPAN, DAY, H1_SPAN, HOUR, M1_SPAN, MINUTE, RAW_SPAN, VERSION, codec};
+use super::retention::Fences;
+use super::{
+    Agg, D1_SPAN, DAY, FENCE_SK, H1_SPAN, HOUR, M1_SPAN, MINUTE, RAW_SPAN, VERSION, codec,
+};
 use super::{item_sk, list_pk, series_pk};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -20,6 +27,14 @@ pub enum Resolution {
 }
 
 impl Resolution {
+    /// Finest first.
+    pub const ALL: [Resolution; 4] = [
+        Resolution::Raw,
+        Resolution::Minute,
+        Resolution::Hour,
+        Resolution::Day,
+    ];
+
     /// The slot length in ms (`None` for raw points).
     pub fn millis(self) -> Option<i64> {
         match self {
@@ -43,7 +58,8 @@ impl Resolution {
             .unwrap_or(Resolution::Raw)
     }
 
-    fn layout(self) -> (&'static str, i64, i64) {
+    /// Item prefix, item span and slot span.
+    pub(crate) fn layout(self) -> (&'static str, i64, i64) {
         match self {
             Resolution::Raw => ("raw", RAW_SPAN, 1),
             Resolution::Minute => ("m1", M1_SPAN, MINUTE),
@@ -51,6 +67,50 @@ impl Resolution {
             Resolution::Day => ("d1", D1_SPAN, DAY),
         }
     }
+}
+
+/// The stored fences of one series (all 0 before its first retention sweep).
+pub async fn fences(tables: &dyn Table, tenant: &str, series: &str) -> Result<Fences> {
+    let key = shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK);
+    let item = tables.get(TableName::Views, &key).await?;
+    Ok(Fences::stored(item.as_ref()))
+}
+
+/// Which resolution serves a range, given the one its step asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Serving {
+    pub resolution: Resolution,
+    /// The served resolution holds nothing before this time (ms): the range starts before what
+    /// even the coarsest resolution keeps. `None` when it holds the whole range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired_before: Option<i64>,
+}
+
+/// The finest resolution, from `wanted` towards coarser ones, whose fence is at or before
+/// `from`; when none is, the one that keeps the most (the smallest fence), with the time before
+/// which it holds nothing.
+pub fn serving(fences: &Fences, wanted: Resolution, from: i64) -> Serving {
+    let candidates = Resolution::ALL.into_iter().skip_while(|r| *r != wanted);
+    let mut best: Option<Serving> = None;
+    for resolution in candidates {
+        let fence = fences.get(resolution);
+        if fence <= from {
+            return Serving {
+                resolution,
+                expired_before: None,
+            };
+        }
+        if best.is_none_or(|current| current.expired_before.is_some_and(|at| fence < at)) {
+            best = Some(Serving {
+                resolution,
+                expired_before: Some(fence),
+            });
+        }
+    }
+    best.unwrap_or(Serving {
+        resolution: wanted,
+        expired_before: None,
+    })
 }
 
 /// One point of a range: a raw point (`count` 1) or a rollup slot starting at `t`.

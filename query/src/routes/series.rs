@@ -5,6 +5,11 @@
 //! `to` (RFC 3339 or epoch ms; default the last hour); `step` (`60s`, `5m`, `1h`, `1d` or ms;
 //! default about 300 points); `agg` = avg | sum | min | max | count | last (default avg);
 //! `combine` = sum | avg | min | max to merge all series into one.
+//!
+//! Retention: `resolution` in the answer is the one the step asks for; each series says the one
+//! it was read from, which is coarser when the step's resolution has expired for the start of
+//! the range (a minute-step query over last year is answered from the hour rollups, not with
+//! nothing), and `expired_before` when even that one holds nothing before a time.
 
 use super::freshness_of;
 use crate::params::{Params, ordered};
@@ -151,6 +156,14 @@ fn combine(all: &[SeriesOut], how: Agg) -> Vec<(i64, f64)> {
 #[derive(Serialize)]
 struct SeriesOut {
     key: String,
+    /// The resolution the points were read from: the step's, or a coarser one when the step's
+    /// no longer holds the start of the range (retention). Absent on a combined series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<Resolution>,
+    /// Even the resolution read holds nothing before this time (ms): the range reaches back
+    /// past every retention of the series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_before: Option<i64>,
     /// `[bucket start (epoch ms), value]`.
     points: Vec<(i64, f64)>,
 }
@@ -259,10 +272,27 @@ pub async fn get_series(
         let tables = tables.clone();
         let tenant = tenant.clone();
         async move {
-            let points =
-                series::read_range(tables.as_ref(), &tenant, &key, from, to, resolution).await?;
+            let fences = series::fences(tables.as_ref(), &tenant, &key).await?;
+            let serving = series::serving(&fences, resolution, from);
+            // Below a fence items may linger until the next sweep round; they are not served.
+            let kept_from = serving.expired_before.map_or(from, |at| at.max(from));
+            let points = if kept_from > to {
+                Vec::new()
+            } else {
+                series::read_range(
+                    tables.as_ref(),
+                    &tenant,
+                    &key,
+                    kept_from,
+                    to,
+                    serving.resolution,
+                )
+                .await?
+            };
             Ok::<_, Error>(SeriesOut {
                 points: bucketize(&points, step, agg),
+                resolution: Some(serving.resolution),
+                expired_before: serving.expired_before,
                 key,
             })
         }
@@ -273,8 +303,11 @@ pub async fn get_series(
     let mut out = reads.into_iter().collect::<Result<Vec<_>>>()?;
     if let Some(how) = combine_how {
         let points = combine(&out, how);
+        let expired_before = out.iter().filter_map(|series| series.expired_before).max();
         out = vec![SeriesOut {
             key: "*".into(),
+            resolution: None,
+            expired_before,
             points,
         }];
     }
@@ -368,10 +401,14 @@ mod tests {
     fn combining_series() {
         let a = SeriesOut {
             key: "a".into(),
+            resolution: None,
+            expired_before: None,
             points: vec![(0, 1.0), (60, 2.0)],
         };
         let b = SeriesOut {
             key: "b".into(),
+            resolution: None,
+            expired_before: None,
             points: vec![(0, 3.0)],
         };
         assert_eq!(combine(&[a, b], Agg::Sum), [(0, 4.0), (60, 2.0)]);
