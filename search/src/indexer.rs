@@ -194,14 +194,7 @@ impl Indexer {
     /// Indexes, into the rebuild under way, the events of `records` read from `shard` after the
     /// rebuild's position there, up to the live cursor and no further.
     pub fn apply_rebuild(&mut self, shard: &ShardId, records: &[LogRecord]) -> Result<()> {
-        let Some((tenant, generation, fields)) = self.rebuild.as_ref().map(|rebuild| {
-            // Cloned once per read, not per event.
-            (
-                rebuild.tenant.clone(),
-                rebuild.generation,
-                rebuild.fields.clone(),
-            )
-        }) else {
+        let Some((tenant, generation, fields)) = self.rebuild_target() else {
             return Ok(());
         };
         let live = self.position(shard).cloned();
@@ -232,6 +225,18 @@ impl Indexer {
             self.touch();
         }
         Ok(())
+    }
+
+    /// The rebuild's tenant, generation and fields, copied once per read rather than per event
+    /// (indexing borrows `self` mutably).
+    fn rebuild_target(&self) -> Option<(String, u32, TenantFields)> {
+        self.rebuild.as_ref().map(|rebuild| {
+            (
+                rebuild.tenant.clone(),
+                rebuild.generation,
+                rebuild.fields.clone(),
+            )
+        })
     }
 
     fn count_rebuilt(&mut self) {
@@ -356,13 +361,7 @@ impl Indexer {
         &mut self,
         events: &[(ShardId, Position, Event)],
     ) -> Result<()> {
-        let Some((tenant, generation, fields)) = self.rebuild.as_ref().map(|rebuild| {
-            (
-                rebuild.tenant.clone(),
-                rebuild.generation,
-                rebuild.fields.clone(),
-            )
-        }) else {
+        let Some((tenant, generation, fields)) = self.rebuild_target() else {
             return Ok(());
         };
         for (_, _, event) in events {
