@@ -18,6 +18,11 @@
 //!   written back from a stale copy. Blind puts (the archive) are their own content,
 //!   so rewriting one is a no-op.
 //!
+//! Flushes are committed with `transact_relaxed`: the embedded backend then skips the fsync and
+//! syncs a few seconds later at most. A crash can undo only a suffix of what was committed (redb
+//! rolls back whole transactions, newest first), so what survives is always a flush with the
+//! checkpoint that covers it, and the worker replays the rest from the log, as after any crash.
+//!
 //! The same conditions are sent on the embedded path (they cost one comparison on an item the
 //! transaction loads anyway) so a stale second worker fails there too. A failed condition means
 //! someone else moved an item: the worker drops its cache and re-reads from the checkpoint.
@@ -125,7 +130,7 @@ pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
             .flatten()
             .chain(flush.tail)
             .collect();
-        tables.transact(ops).await?;
+        tables.transact_relaxed(ops).await?;
         return Ok(());
     }
     let mut pending: Vec<TransactOp> = Vec::new();
@@ -137,12 +142,14 @@ pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
             });
         }
         if pending.len() + unit.len() > limit {
-            tables.transact(std::mem::take(&mut pending)).await?;
+            tables
+                .transact_relaxed(std::mem::take(&mut pending))
+                .await?;
         }
         pending.extend(unit);
     }
     if !pending.is_empty() {
-        tables.transact(pending).await?;
+        tables.transact_relaxed(pending).await?;
     }
     if flush.tail.len() > limit {
         return Err(Error::UnitTooLarge {
@@ -151,7 +158,7 @@ pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
         });
     }
     if !flush.tail.is_empty() {
-        tables.transact(flush.tail).await?;
+        tables.transact_relaxed(flush.tail).await?;
     }
     Ok(())
 }

@@ -336,6 +336,18 @@ pub trait Table: Send + Sync {
     /// All or nothing, across tables. At most [`Table::max_transact_ops`] ops.
     async fn transact(&self, ops: Vec<TransactOp>) -> crate::Result<()>;
 
+    /// [`Table::transact`] for writes that can be made again from the log (a projector's flush
+    /// and its checkpoint): all or nothing and visible to every read once it returns, but a
+    /// crash may undo it until the backend next syncs. What a crash undoes is always a suffix:
+    /// if a write is lost, every write the backend accepted after it is lost too, so a flush is
+    /// never kept without the flushes before it, nor a checkpoint without its items.
+    ///
+    /// The default is `transact` itself (DynamoDB is durable when it answers); the embedded
+    /// backend defers the fsync to a later commit (see its `commit` module).
+    async fn transact_relaxed(&self, ops: Vec<TransactOp>) -> crate::Result<()> {
+        self.transact(ops).await
+    }
+
     /// A page of one segment of a scan of the whole table, in no promised order; `next` is
     /// `Some` while more may follow (a page may be short, even empty, before the end).
     async fn scan(&self, table: TableName, scan: &Scan) -> crate::Result<Page>;

@@ -101,6 +101,91 @@ async fn clones_share_one_database() {
     );
 }
 
+/// Set in the child process of `a_crash_undoes_only_a_suffix_of_relaxed_commits`: the tables'
+/// path it writes to before it aborts.
+const CRASH_CHILD: &str = "SHOAL_TEST_RELAXED_CRASH_CHILD";
+
+/// What a crash undoes of relaxed commits is a suffix: never a checkpoint without the items it
+/// was committed with, never a later flush without the earlier ones, and never a durable write.
+/// The test runs itself again as a child that commits, then aborts without closing the file.
+#[tokio::test]
+async fn a_crash_undoes_only_a_suffix_of_relaxed_commits() {
+    use shoal_storage::TransactOp;
+    let checkpoint = Key::new("_projector", "checkpoint");
+    let flushed = |i: usize| Key::new("tenant#entity", format!("item-{i:03}"));
+    if let Some(path) = std::env::var_os(CRASH_CHILD) {
+        let tables = EmbeddedTables::open(std::path::Path::new(&path)).expect("open");
+        let durable = Update::new(Key::new("tenant#entity", "durable")).add("count", 1.0);
+        tables
+            .update(TableName::Views, durable)
+            .await
+            .expect("update");
+        for i in 0..50 {
+            let ops = vec![
+                TransactOp::Put {
+                    table: TableName::Views,
+                    key: flushed(i),
+                    item: counter(i as f64),
+                    condition: None,
+                },
+                TransactOp::Put {
+                    table: TableName::Control,
+                    key: checkpoint.clone(),
+                    item: counter(i as f64),
+                    condition: None,
+                },
+            ];
+            tables.transact_relaxed(ops).await.expect("transact");
+        }
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("tables.redb");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_crash_undoes_only_a_suffix_of_relaxed_commits",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running the child");
+    assert!(
+        !status.success(),
+        "the child must abort, not exit: {status}"
+    );
+    let tables = EmbeddedTables::open(&path).expect("reopen after the crash");
+    assert_eq!(
+        tables
+            .get(TableName::Views, &Key::new("tenant#entity", "durable"))
+            .await
+            .expect("get"),
+        Some(counter(1.0)),
+        "a durable write is never undone"
+    );
+    let kept = match tables
+        .get(TableName::Control, &checkpoint)
+        .await
+        .expect("get")
+    {
+        Some(item) => item.get("count").and_then(Value::as_f64).expect("count") as usize + 1,
+        None => 0,
+    };
+    for i in 0..50 {
+        let item = tables
+            .get(TableName::Views, &flushed(i))
+            .await
+            .expect("get");
+        assert_eq!(
+            item.is_some(),
+            i < kept,
+            "item {i} against a checkpoint covering {kept} flushes"
+        );
+    }
+}
+
 /// Rough figures, not an assertion: `cargo test -p shoal-storage --release --test
 /// embedded_table -- --ignored --nocapture throughput`. Uses the target directory's disk, not
 /// a tmpfs, so the fsync per commit is real.

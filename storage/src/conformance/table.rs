@@ -74,6 +74,7 @@ macro_rules! table_conformance {
             failed_condition_changes_nothing,
             last_applied_position,
             transact_is_all_or_nothing,
+            transact_relaxed_is_all_or_nothing,
             transact_rejects_empty_and_duplicates,
             tables_are_independent,
             invalid_input_is_rejected,
@@ -841,6 +842,26 @@ pub async fn last_applied_position(table: Arc<dyn Table>) {
 /// A transaction across two tables applies nothing when one condition fails, everything when
 /// all hold.
 pub async fn transact_is_all_or_nothing(table: Arc<dyn Table>) {
+    all_or_nothing(table, false).await;
+}
+
+/// `transact_relaxed` keeps every promise of `transact` a running process can see: all or
+/// nothing, conditions checked, visible to the next read.
+pub async fn transact_relaxed_is_all_or_nothing(table: Arc<dyn Table>) {
+    all_or_nothing(table, true).await;
+}
+
+async fn all_or_nothing(table: Arc<dyn Table>, relaxed: bool) {
+    let transact = |ops: Vec<TransactOp>| {
+        let table = Arc::clone(&table);
+        async move {
+            if relaxed {
+                table.transact_relaxed(ops).await
+            } else {
+                table.transact(ops).await
+            }
+        }
+    };
     let pk = partition("transact");
     let view = Key::new(pk.clone(), "view");
     let checkpoint = Key::new(pk.clone(), "checkpoint");
@@ -894,7 +915,7 @@ pub async fn transact_is_all_or_nothing(table: Arc<dyn Table>) {
             },
         ]
     };
-    let failed = table.transact(ops(2.0)).await;
+    let failed = transact(ops(2.0)).await;
     assert!(matches!(failed, Err(Error::ConditionFailed)), "{failed:?}");
     assert_eq!(get(&*table, TableName::Views, &view).await, None);
     assert_eq!(
@@ -903,10 +924,7 @@ pub async fn transact_is_all_or_nothing(table: Arc<dyn Table>) {
     );
     assert!(get(&*table, TableName::Views, &doomed).await.is_some());
 
-    table
-        .transact(ops(1.0))
-        .await
-        .expect("every condition holds");
+    transact(ops(1.0)).await.expect("every condition holds");
     assert_eq!(
         get(&*table, TableName::Views, &view).await,
         Some(item(&[("total", n(10.0))]))
@@ -922,7 +940,7 @@ pub async fn transact_is_all_or_nothing(table: Arc<dyn Table>) {
     );
 
     // Replaying the same transaction fails on its first condition and changes nothing.
-    let replay = table.transact(ops(1.0)).await;
+    let replay = transact(ops(1.0)).await;
     assert!(matches!(replay, Err(Error::ConditionFailed)), "{replay:?}");
     assert_eq!(
         get(&*table, TableName::Control, &checkpoint).await,

@@ -17,7 +17,16 @@
 //! - any other failure (I/O, a corrupt page, redb) may have left a request half-written, so it
 //!   fails the whole group: the transaction is dropped (redb rolls it back) and every request
 //!   of the group gets an error;
-//! - a caller is answered only after the commit, with `Durability::Immediate`, has returned.
+//! - a caller is answered only after the commit has returned. A group is committed with
+//!   `Durability::Immediate` (fsync) when any of its requests asks for durability, or when the
+//!   last durable commit is `SYNC_INTERVAL` old; a group of relaxed requests only
+//!   (`transact_relaxed`) is otherwise committed with `Durability::None`. A durable commit makes
+//!   every commit before it durable too, and redb frees pages only in durable commits, so the
+//!   interval also bounds how far the file grows with pages it cannot reuse yet.
+//!
+//! Why relaxed commits: a projector flush is the largest writer, and the log can always replay
+//! it, so syncing each one buys nothing: its fsync only delays the moment the flush becomes
+//! visible (the freshness of every read model) by the disk's latency.
 //!
 //! The leader: the first request that finds no commit under way starts one on the blocking
 //! pool, which commits groups until the queue is empty. No thread waits idle. The leader holds
@@ -29,6 +38,7 @@ use super::{Inner, RedbStore, redb_error};
 use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
 use redb::Durability;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// One write call of the [`crate::Table`] API.
@@ -36,7 +46,21 @@ pub(crate) enum Request {
     Write(TableName, Vec<WriteOp>),
     Update(TableName, Update),
     Transact(Vec<TransactOp>),
+    /// A transact that a crash may undo until the next durable commit.
+    TransactRelaxed(Vec<TransactOp>),
 }
+
+impl Request {
+    fn durable(&self) -> bool {
+        !matches!(self, Request::TransactRelaxed(_))
+    }
+}
+
+/// The longest a relaxed commit waits for a durable one: while relaxed writes keep coming, one
+/// group in this interval is committed durably. A catching-up projector's commits take up to
+/// about a second each on this machine's disk, so a shorter interval would make nearly every
+/// one durable; a crash costs at most this much replay.
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a request answers: `Some(item)` for an update, `None` otherwise.
 type Answer = Result<Option<Item>>;
@@ -46,6 +70,8 @@ pub(crate) struct Queue {
     pending: Vec<(Request, oneshot::Sender<Answer>)>,
     /// A leader is committing: new requests join its next group.
     leading: bool,
+    /// When the last durable commit started; `None` before the first.
+    last_durable: Option<Instant>,
 }
 
 fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
@@ -76,19 +102,29 @@ pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
 fn lead_commits(database: &Weak<Inner>, queue: &Mutex<Queue>) {
     let _leading = Leading(queue);
     loop {
-        let group = {
+        let (group, durability) = {
             let mut queue = lock(queue);
             if queue.pending.is_empty() {
                 queue.leading = false;
                 return;
             }
-            std::mem::take(&mut queue.pending)
+            let group = std::mem::take(&mut queue.pending);
+            let due = queue
+                .last_durable
+                .is_none_or(|last| last.elapsed() >= SYNC_INTERVAL);
+            let durability = if due || group.iter().any(|(request, _)| request.durable()) {
+                queue.last_durable = Some(Instant::now());
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            (group, durability)
         };
         // A caller waits in the group, so its handle (a strong reference) is alive.
         let Some(inner) = database.upgrade() else {
             return;
         };
-        let answers = commit_group(&inner, group);
+        let answers = commit_group(&inner, group, durability);
         drop(inner);
         for (answer, outcome) in answers {
             // A caller that went away no longer needs its answer.
@@ -126,11 +162,12 @@ fn refused_before_writing(error: &Error) -> bool {
 fn commit_group(
     inner: &Inner,
     group: Vec<(Request, oneshot::Sender<Answer>)>,
+    durability: Durability,
 ) -> Vec<(oneshot::Sender<Answer>, Answer)> {
     let size = group.len();
     let (requests, answers): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
         group.into_iter().unzip();
-    match run_group(inner, requests) {
+    match run_group(inner, requests, durability) {
         Ok(outcomes) => {
             metrics::histogram!("shoal_table_group_commit_requests").record(size as f64);
             answers.into_iter().zip(outcomes).collect()
@@ -153,10 +190,9 @@ fn commit_group(
 }
 
 /// Runs the requests in one transaction and commits it; the outer error fails them all.
-fn run_group(inner: &Inner, requests: Vec<Request>) -> Result<Vec<Answer>> {
+fn run_group(inner: &Inner, requests: Vec<Request>, durability: Durability) -> Result<Vec<Answer>> {
     let mut txn = inner.db.begin_write().map_err(redb_error)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(redb_error)?;
+    txn.set_durability(durability).map_err(redb_error)?;
     let mut outcomes = Vec::with_capacity(requests.len());
     {
         let mut store = RedbStore::new(&txn, &inner.path);
@@ -164,7 +200,9 @@ fn run_group(inner: &Inner, requests: Vec<Request>) -> Result<Vec<Answer>> {
             let outcome = match request {
                 Request::Write(table, ops) => ops::write(&mut store, table, ops).map(|()| None),
                 Request::Update(table, update) => ops::update(&mut store, table, &update).map(Some),
-                Request::Transact(ops) => ops::transact(&mut store, ops).map(|()| None),
+                Request::Transact(ops) | Request::TransactRelaxed(ops) => {
+                    ops::transact(&mut store, ops).map(|()| None)
+                }
             };
             match outcome {
                 Err(error) if !refused_before_writing(&error) => return Err(error),

@@ -6,10 +6,14 @@
 //! in the compact form of `codec`.
 //!
 //! Invariants and why:
-//! - every write operation is one redb write transaction, committed with
-//!   [`Durability::Immediate`] (fsync) before the call returns: the projector makes its effects
-//!   exactly-once by committing a flush and its checkpoint in one `transact`, so "returned Ok"
-//!   must mean "on disk", and "returned Err" must mean "nothing happened";
+//! - every write operation is one redb write transaction (possibly shared, below), and
+//!   "returned Err" means "nothing happened": the projector makes its effects exactly-once by
+//!   committing a flush and its checkpoint in one `transact`;
+//! - every write is on disk ([`Durability::Immediate`], fsync) before the call returns, except
+//!   `transact_relaxed`: a projector flush, which the log can always make again, is committed
+//!   without an fsync and made durable by a later commit, at most `commit::SYNC_INTERVAL` later
+//!   (or at close). redb undoes only whole transactions, newest first, so a crash loses a suffix
+//!   of flushes and never keeps a checkpoint without its items;
 //! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
 //! - redb is blocking, so every call runs on tokio's blocking pool (`spawn_blocking`) and never
 //!   stalls the async workers; concurrent writes are group-committed (`commit`): the calls that
@@ -365,6 +369,12 @@ impl Table for EmbeddedTables {
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
         commit::submit(&self.inner, commit::Request::Transact(transaction))
+            .await
+            .map(|_| ())
+    }
+
+    async fn transact_relaxed(&self, transaction: Vec<TransactOp>) -> Result<()> {
+        commit::submit(&self.inner, commit::Request::TransactRelaxed(transaction))
             .await
             .map(|_| ())
     }
