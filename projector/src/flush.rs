@@ -29,8 +29,8 @@
 
 use crate::projection::{Derived, POS_ATTRIBUTE, Projection};
 use crate::{Cache, Error, Result, checkpoint};
+use foldhash::HashSet;
 use shoal_storage::{Condition, Key, Table, TableName, TransactOp, Value};
-use std::collections::HashSet;
 
 /// A batch's writes, grouped: each unit commits atomically; `tail` (checkpoint, dead letters)
 /// commits after every unit.
@@ -57,7 +57,7 @@ pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> 
     let mut flush = Flush::default();
     // A transaction (and a DynamoDB batch) may touch each key once; derived writes of
     // different items can coincide (the series list entry) and are idempotent, so keep one.
-    let mut derived_seen: HashSet<(TableName, Key)> = HashSet::new();
+    let mut derived_seen: HashSet<(TableName, Key)> = HashSet::default();
     let mut derived = Vec::new();
     for (key, entry) in entries {
         let Some(new_pos) = entry.new_pos else {

@@ -12,10 +12,21 @@
 //!   the epoch are clamped to 0 in keys (ingest does not accept them; the item keeps the truth).
 
 use shoal_schemas::keys::SEPARATOR;
+use std::fmt::Write as _;
 
 /// The `views` partition key `v<version>#<tenant>#<kind>[#<rest>]`.
 pub fn views_pk(version: u32, tenant: &str, kind: &str, rest: Option<&str>) -> String {
-    let mut pk = format!("v{version}{SEPARATOR}{tenant}{SEPARATOR}{kind}");
+    // Built once or more per event by every projection: one exact allocation, and the
+    // formatter only for the version number.
+    let rest_len = rest.map_or(0, |rest| rest.len() + 1);
+    let mut pk = String::with_capacity(13 + tenant.len() + kind.len() + rest_len);
+    pk.push('v');
+    // Writing to a `String` cannot fail.
+    let _ = write!(pk, "{version}");
+    pk.push(SEPARATOR);
+    pk.push_str(tenant);
+    pk.push(SEPARATOR);
+    pk.push_str(kind);
     if let Some(rest) = rest {
         pk.push(SEPARATOR);
         pk.push_str(rest);

@@ -32,7 +32,7 @@ pub mod telemetry;
 mod worker;
 
 pub use checkpoint::Checkpoint;
-pub use config::ProjectorConfig;
+pub use config::{DEFAULT_BATCH_EVENTS, ProjectorConfig};
 pub use deadletter::DeadLetter;
 pub use engine::{Ownership, Projector, ProjectorHandle, redrive};
 pub use error::{Error, PoisonError, Result};

@@ -19,7 +19,6 @@ use crate::status::Live;
 use crate::{Cache, Projection, ProjectorConfig, Result};
 use shoal_schemas::{Position, ShardId, time::now_millis};
 use shoal_storage::{EventLog, Key, LogRecord, Table};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
@@ -56,10 +55,10 @@ pub(crate) async fn fold_records(
     }
     let unique: Vec<Key> = keys
         .into_iter()
-        .collect::<HashSet<_>>()
+        .collect::<foldhash::HashSet<_>>()
         .into_iter()
         .collect();
-    let mut cache = Cache::new(shard.clone(), redrive);
+    let mut cache = Cache::with_capacity(shard.clone(), redrive, unique.len());
     for chunk in unique.chunks(LOAD_CHUNK) {
         let items = tables.batch_get(projection.table(), chunk).await?;
         for (key, item) in chunk.iter().zip(items) {

@@ -66,7 +66,7 @@ pub mod sweep;
 pub use read::{Resolution, SeriesList, SeriesPoint, Serving, fences, list, read_range, serving};
 pub use retention::{FENCE_SK, Fences, Retention};
 
-use crate::keys::{padded_millis, views_pk};
+use crate::keys::views_pk;
 use crate::projection::{Derived, State};
 use crate::{Cache, Error, PoisonError, Projection, Result};
 use shoal_schemas::{Event, EventKind, Position};
@@ -150,7 +150,12 @@ pub(crate) fn list_pk(version: u32, tenant: &str) -> String {
 }
 
 pub(crate) fn item_sk(prefix: &str, start: i64) -> String {
-    format!("{prefix}#{}", padded_millis(start))
+    // Four per point, twice (keys and fold): one exact allocation, no formatter.
+    let mut sk = String::with_capacity(prefix.len() + 21);
+    sk.push_str(prefix);
+    sk.push('#');
+    crate::keys::push_padded_millis(&mut sk, start);
+    sk
 }
 
 /// The four item keys one point at `timestamp` touches: raw, m1, h1, d1.
