@@ -28,6 +28,9 @@ pub enum Command {
     /// Writes the comparison data set in every format (native JSON, Segment, line protocol,
     /// Prometheus text, Graphite plaintext, CSV).
     Dataset(DatasetArgs),
+    /// The projector alone, in this process: the data set's log (made once, kept in `--dir`)
+    /// replayed into fresh embedded tables, timed per round.
+    Reproject(ReprojectArgs),
 }
 
 /// The comparison data set's size and seed.
@@ -47,6 +50,28 @@ pub struct DataArgs {
     pub points: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReprojectArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Work directory: the log is kept in `<dir>/log` for the next run; each round's tables go
+    /// to a temporary directory beside it.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Replays, each into fresh tables; figures are medians over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+    /// Events a projector worker reads and folds into one flush.
+    #[arg(long, default_value_t = shoal_projector::DEFAULT_BATCH_EVENTS, value_parser = clap::value_parser!(usize))]
+    pub batch_events: usize,
+    /// The projections replayed, comma-separated.
+    #[arg(long, default_value = "archive,series,entities")]
+    pub projections: String,
+    /// Commit every projector flush durably (fsync), as before relaxed flushes: the A/B baseline.
+    #[arg(long)]
+    pub durable_flushes: bool,
 }
 
 #[derive(Args, Debug, Clone)]

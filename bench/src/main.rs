@@ -12,7 +12,9 @@
 //!   shape, and ingest→queryable under load;
 //! - `compare`: the same data set and queries against Shoal and its peers (PostgreSQL,
 //!   VictoriaMetrics, carbon, in-process tantivy), one table of figures and ratios;
-//! - `dataset`: that data set written in every format the systems take.
+//! - `dataset`: that data set written in every format the systems take;
+//! - `reproject`: the projector alone, in process: that data set's log replayed into fresh
+//!   tables, timed per round.
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
@@ -26,6 +28,7 @@ mod ingest;
 mod procfs;
 mod query;
 mod report;
+mod reproject;
 mod search;
 mod server;
 mod stats;
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Query(args) => query::run(&args),
         cli::Command::Compare(args) => compare::run(&args),
         cli::Command::Dataset(args) => dataset::run(&args),
+        cli::Command::Reproject(args) => reproject::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

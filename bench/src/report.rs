@@ -268,7 +268,7 @@ impl Medians {
 }
 
 /// The median (mean of the middle two for an even count); 0 for no values.
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
