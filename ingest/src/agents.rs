@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use shoal_storage::NewEvent;
 use shoal_storage::tenants::KeyKind;
 use std::sync::Arc;
 
@@ -112,6 +113,11 @@ async fn line_protocol_write(
         count: max_events + 1,
         limit: max_events,
     })?;
+    // A point's id derives from its data, so a resent point is deduplicated: the client's.
+    let parsed: Vec<Parsed> = parsed
+        .into_iter()
+        .map(|(index, item)| (index, item.map(NewEvent::client)))
+        .collect();
     let report = state.store(&key.tenant, body.bytes.len(), parsed).await?;
     let Some(first) = report.errors.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -159,7 +165,10 @@ async fn mackerel(
         let items = parse::split(&bytes, Layout::Json, limits.max_batch_events)?;
         Ok(items
             .into_iter()
-            .map(|item| item.and_then(|raw| parse::mackerel::parse_point(raw, &context)))
+            .map(|item| {
+                item.and_then(|raw| parse::mackerel::parse_point(raw, &context))
+                    .map(NewEvent::client)
+            })
             .enumerate()
             .collect())
     })

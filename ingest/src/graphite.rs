@@ -24,6 +24,7 @@ use crate::parse::{Context, Rejection};
 use crate::routes::{IngestState, Parsed};
 use crate::{Error, Result, telemetry};
 use serde::{Deserialize, Serialize};
+use shoal_storage::NewEvent;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -299,7 +300,7 @@ impl Connection {
         let mut skipped = 0;
         for (number, outcome) in parse_body(text, first_line, &context) {
             match outcome {
-                Ok(Some(event)) => parsed.push((number, Ok(event))),
+                Ok(Some(event)) => parsed.push((number, Ok(NewEvent::client(event)))),
                 Ok(None) => skipped += 1,
                 Err(rejection) => {
                     self.log_reject(&rejection);

@@ -15,9 +15,8 @@ use axum::routing::post;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use shoal_schemas::Event;
 use shoal_storage::tenants::{KeyInfo, KeyKind, TenantStore};
-use shoal_storage::{AppendOutcome, EventLog};
+use shoal_storage::{AppendOutcome, EventLog, NewEvent};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +109,7 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-type ItemParser = fn(&RawValue, &Context<'_>) -> std::result::Result<Event, Rejection>;
+type ItemParser = fn(&RawValue, &Context<'_>) -> std::result::Result<NewEvent, Rejection>;
 
 async fn post_events(
     State(state): State<Arc<IngestState>>,
@@ -125,7 +124,12 @@ async fn post_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    ingest(&state, &headers, body, parse::parse_point).await
+    ingest(&state, &headers, body, parse_point).await
+}
+
+/// A point's id derives from its data, so a resent point must be deduplicated: the client's.
+fn parse_point(item: &RawValue, context: &Context<'_>) -> std::result::Result<NewEvent, Rejection> {
+    parse::parse_point(item, context).map(NewEvent::client)
 }
 
 async fn ingest(
@@ -177,10 +181,11 @@ where
     }
 }
 
-/// One parsed item of a request: its index in the body, and the event it became or why not.
-/// An item may become several events (a Segment `group` call) or several items may come from
-/// one line (a line-protocol line with several fields): the index is what the answer names.
-pub(crate) type Parsed = (usize, std::result::Result<Event, Rejection>);
+/// One parsed item of a request: its index in the body, and the event it became (with its id's
+/// origin) or why not. An item may become several events (a Segment `group` call) or several
+/// items may come from one line (a line-protocol line with several fields): the index is what
+/// the answer names.
+pub(crate) type Parsed = (usize, std::result::Result<NewEvent, Rejection>);
 
 impl IngestState {
     /// Rate-limits, appends the good events (returning once durable) and reports the fate of
@@ -216,10 +221,10 @@ impl IngestState {
             }
         }
         if !events.is_empty() {
-            let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.id).collect();
+            let ids: Vec<uuid::Uuid> = events.iter().map(|new| new.event.id).collect();
             let started = std::time::Instant::now();
             let count = events.len();
-            let outcomes = self.log.append(events).await?;
+            let outcomes = self.log.append_with_origin(events).await?;
             telemetry::record_append(started.elapsed(), count);
             for ((index, id), outcome) in indexes.into_iter().zip(ids).zip(outcomes) {
                 match outcome {
@@ -252,7 +257,7 @@ fn parse_items(
     received_at: i64,
     limits: &Limits,
     parser: ItemParser,
-) -> Result<Vec<std::result::Result<Event, Rejection>>> {
+) -> Result<Vec<std::result::Result<NewEvent, Rejection>>> {
     let context = Context {
         tenant,
         received_at,

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use shoal_schemas::EventKind;
+use shoal_storage::NewEvent;
 use shoal_storage::tenants::KeyKind;
 use std::sync::Arc;
 
@@ -116,7 +117,11 @@ async fn handle(
         let mut parsed = Vec::with_capacity(batch.messages.len());
         for (index, message) in batch.messages.iter().enumerate() {
             match segment::parse_message(message, route_kind, &batch.shared, &context) {
-                Ok(events) => parsed.extend(events.into_iter().map(|event| (index, Ok(event)))),
+                Ok(events) => parsed.extend(
+                    events
+                        .into_iter()
+                        .map(|event| (index, Ok(NewEvent::client(event)))),
+                ),
                 Err(rejection) => parsed.push((index, Err(rejection))),
             }
         }

@@ -19,7 +19,7 @@ mod table;
 pub mod tenants;
 
 pub use error::{Error, Result};
-pub use log::{AppendOutcome, EventLog, LogRecord, ReadBatch, ShardInfo};
+pub use log::{AppendOutcome, EventLog, IdOrigin, LogRecord, NewEvent, ReadBatch, ShardInfo};
 pub use table::{
     Condition, Item, Key, MAX_SCAN_SEGMENTS, Page, Query, Scan, SortRange, Table, TableName,
     TransactOp, Update, Value, WriteOp,

@@ -9,7 +9,9 @@
 //!   after `p`, in append order, never an event that is not yet durable;
 //! - all events of one `tenant + entity` go to one shard, in the order they were appended;
 //! - an event whose `tenant + entity + id` was stored within the dedup window is not stored again:
-//!   its outcome is [`AppendOutcome::Duplicate`].
+//!   its outcome is [`AppendOutcome::Duplicate`]. This holds for every event whose id came from
+//!   the client ([`IdOrigin::Client`]); an id the server minted for the append
+//!   ([`IdOrigin::Server`]) cannot repeat, so a backend may skip the window for it.
 
 use async_trait::async_trait;
 use shoal_schemas::{Event, Position, Sequence, ShardId};
@@ -23,6 +25,44 @@ pub enum AppendOutcome {
     /// The same `tenant + entity + id` was already stored within the dedup window; nothing was
     /// written and the earlier copy stands.
     Duplicate,
+}
+
+/// Where an event's id came from, which decides whether the dedup window applies to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdOrigin {
+    /// Sent by the client (a message id) or derived from the data (a metric point's id): a
+    /// retry repeats it, so the dedup window applies.
+    #[default]
+    Client,
+    /// Minted by the server for this very append (a UUIDv7). No other append can carry it, so
+    /// looking it up could only miss, and remembering it would only push client ids out of the
+    /// window sooner: a backend may neither consult nor update the window for it.
+    Server,
+}
+
+/// An event to append, with where its id came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event: Event,
+    pub id_origin: IdOrigin,
+}
+
+impl NewEvent {
+    /// An event whose id the client sent (or that derives from its data): deduplicated.
+    pub fn client(event: Event) -> Self {
+        NewEvent {
+            event,
+            id_origin: IdOrigin::Client,
+        }
+    }
+
+    /// An event whose id the server has just minted: never deduplicated.
+    pub fn server(event: Event) -> Self {
+        NewEvent {
+            event,
+            id_origin: IdOrigin::Server,
+        }
+    }
 }
 
 /// A shard and its lineage (a Kinesis shard split or merged from parents; embedded shards have
@@ -90,7 +130,16 @@ impl ReadBatch {
 pub trait EventLog: Send + Sync {
     /// Appends events, which may belong to any tenants and entities, and returns once all that
     /// were stored are durable: one outcome per input event, in input order.
+    /// Every id counts as the client's ([`IdOrigin::Client`]).
     async fn append(&self, events: Vec<Event>) -> crate::Result<Vec<AppendOutcome>>;
+
+    /// [`EventLog::append`], told per event where its id came from. The default treats every id
+    /// as the client's, which is always correct; a backend overrides it to skip the dedup
+    /// window for server ids.
+    async fn append_with_origin(&self, events: Vec<NewEvent>) -> crate::Result<Vec<AppendOutcome>> {
+        self.append(events.into_iter().map(|new| new.event).collect())
+            .await
+    }
 
     /// The shards, parents before children.
     async fn shards(&self) -> crate::Result<Vec<ShardInfo>>;

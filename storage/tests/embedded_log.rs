@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use shoal_schemas::{Event, Position, Sequence, ShardId};
 use shoal_storage::conformance::log::{event, run_tenant};
 use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
-use shoal_storage::{AppendOutcome, Error, EventLog};
+use shoal_storage::{AppendOutcome, Error, EventLog, NewEvent};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -454,6 +454,45 @@ async fn rebuilt_dedup_keeps_to_its_capacity_and_window() {
     let outcomes = log.append(vec![retried_old, recent]).await.unwrap();
     assert!(matches!(outcomes[0], AppendOutcome::Stored(_)));
     assert_eq!(outcomes[1], AppendOutcome::Duplicate);
+}
+
+#[tokio::test]
+async fn server_ids_neither_consult_nor_fill_the_dedup_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(&dir);
+    config.shard_count = 1;
+    config.dedup_capacity = 2;
+    let tenant = run_tenant();
+    let log = open(&config);
+    let client = event(&tenant, "c", 0);
+    stored(&log.append(vec![client.clone()]).await.unwrap());
+
+    // Many more server-id events than the window holds: they must not push the client's id
+    // out, since no retry can ever repeat them.
+    let minted = events(&tenant, 3, 20);
+    let outcomes = log
+        .append_with_origin(minted.iter().cloned().map(NewEvent::server).collect())
+        .await
+        .unwrap();
+    assert_eq!(stored(&outcomes).len(), 20);
+    assert_eq!(
+        log.append(vec![client.clone()]).await.unwrap(),
+        vec![AppendOutcome::Duplicate],
+        "the client id is still in the window"
+    );
+
+    // The window is not consulted for them either: the same event sent again as a server id
+    // (which ingest never does) is stored again, while as a client id it is a duplicate.
+    let again = log
+        .append_with_origin(vec![
+            NewEvent::server(client.clone()),
+            NewEvent::client(client.clone()),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(again[0], AppendOutcome::Stored(_)), "{again:?}");
+    assert_eq!(again[1], AppendOutcome::Duplicate);
+    assert_eq!(read_all(&log).await.len(), 22);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use super::{Context, Rejection};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shoal_schemas::{Event, EventKind, LIMIT_ENTITY_BYTES, LIMIT_NAME_BYTES};
+use shoal_storage::{IdOrigin, NewEvent};
 use uuid::Uuid;
 
 /// Longest client-supplied id.
@@ -51,8 +52,9 @@ pub fn client_id(raw: &RawValue) -> Result<Uuid, Rejection> {
     Ok(event_id(&text))
 }
 
-/// Parses and validates one native event.
-pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Rejection> {
+/// Parses and validates one native event, saying whether its id is the client's or was
+/// minted here (which lets the log skip its dedup window).
+pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<NewEvent, Rejection> {
     if item.get().len() > context.max_event_bytes {
         return Err(Rejection::new(
             "event_too_large",
@@ -92,9 +94,9 @@ pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
         }
         (None, other) => other.as_str().to_owned(),
     };
-    let id = match raw.id {
-        Some(value) => client_id(value)?,
-        None => Uuid::now_v7(),
+    let (id, id_origin) = match raw.id {
+        Some(value) => (client_id(value)?, IdOrigin::Client),
+        None => (Uuid::now_v7(), IdOrigin::Server),
     };
     let value = match raw.value {
         Some(value) => Some(finite_number(value, "value")?),
@@ -121,7 +123,7 @@ pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
     };
     let timestamp = corrected_time(raw.timestamp, raw.sent_at, context.received_at)?;
 
-    Ok(Event {
+    let event = Event {
         id,
         tenant: context.tenant.to_owned(),
         kind,
@@ -131,7 +133,8 @@ pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<Event, Reje
         received_at: context.received_at,
         properties,
         value,
-    })
+    };
+    Ok(NewEvent { event, id_origin })
 }
 
 /// The event time corrected for the client's clock, as Segment does:
@@ -178,6 +181,10 @@ mod tests {
     const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     fn parse(text: &str) -> Result<Event, Rejection> {
+        parse_new(text).map(|new| new.event)
+    }
+
+    fn parse_new(text: &str) -> Result<NewEvent, Rejection> {
         let raw = RawValue::from_string(text.to_owned()).unwrap();
         parse_event(
             &raw,
@@ -187,6 +194,21 @@ mod tests {
                 max_event_bytes: 1024,
             },
         )
+    }
+
+    #[test]
+    fn only_a_missing_id_is_the_servers() {
+        let minted = parse_new(r#"{"name":"login","entity":"cust-1"}"#).unwrap();
+        assert_eq!(minted.id_origin, IdOrigin::Server);
+        assert_eq!(minted.event.id.get_version_num(), 7);
+        // A client's UUIDv7 is still the client's: its retry must be deduplicated.
+        let sent = parse_new(
+            r#"{"id":"0190b2a8-0000-7000-8000-000000000001","name":"login","entity":"cust-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(sent.id_origin, IdOrigin::Client);
+        let derived = parse_new(r#"{"id":"msg-42","name":"login","entity":"cust-1"}"#).unwrap();
+        assert_eq!(derived.id_origin, IdOrigin::Client);
     }
 
     #[test]

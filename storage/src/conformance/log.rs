@@ -21,7 +21,7 @@
 //! checks rely on the log being fresh: `wait_for` timing out when nothing comes, and every
 //! shard of a fresh log reading empty.
 
-use crate::{AppendOutcome, Error, EventLog, ReadBatch};
+use crate::{AppendOutcome, Error, EventLog, NewEvent, ReadBatch};
 use shoal_schemas::{Event, EventKind, Position, ShardId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -65,6 +65,7 @@ macro_rules! event_log_conformance {
             read_after_a_position_resumes_right_after_it,
             entities_keep_their_shard_and_order_under_concurrent_appends,
             duplicates_are_stored_once,
+            server_ids_are_stored_beside_deduplicated_client_ids,
             entities_spread_over_shards,
             wait_for_wakes_on_append_and_times_out,
             unknown_shards_are_errors,
@@ -539,6 +540,63 @@ pub async fn duplicates_are_stored_once(log: Arc<dyn EventLog>) {
         read_tenant(log.as_ref(), &other_tenant_name, 1).await.len(),
         1
     );
+}
+
+/// Events whose ids the server minted are stored (and read back) like any other, and the
+/// client ids in the same call are still deduplicated against earlier calls and each other.
+/// Whether a backend consults the window for server ids is its own choice, so nothing here
+/// depends on it.
+pub async fn server_ids_are_stored_beside_deduplicated_client_ids(log: Arc<dyn EventLog>) {
+    let tenant = run_tenant();
+    let client = event(&tenant, "origin-a", 1);
+    assert!(matches!(
+        append(log.as_ref(), vec![client.clone()]).await[..],
+        [AppendOutcome::Stored(_)]
+    ));
+    let servers: Vec<Event> = (2..12)
+        .map(|n| event(&tenant, &format!("origin-{}", n % 3), n))
+        .collect();
+    let mut batch = vec![NewEvent::client(client.clone())];
+    batch.extend(servers.iter().cloned().map(NewEvent::server));
+    let fresh_client = event(&tenant, "origin-b", 12);
+    batch.push(NewEvent::client(fresh_client.clone()));
+    batch.push(NewEvent::client(fresh_client.clone()));
+    let outcomes = log.append_with_origin(batch).await.expect("append");
+    assert_eq!(outcomes.len(), servers.len() + 3);
+    assert_eq!(
+        outcomes[0],
+        AppendOutcome::Duplicate,
+        "earlier call's event"
+    );
+    assert!(
+        outcomes[1..=servers.len() + 1]
+            .iter()
+            .all(|outcome| matches!(outcome, AppendOutcome::Stored(_))),
+        "server ids and a new client id are stored: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes[servers.len() + 2],
+        AppendOutcome::Duplicate,
+        "twice in one call"
+    );
+    assert_eq!(
+        append(log.as_ref(), vec![fresh_client.clone()]).await,
+        vec![AppendOutcome::Duplicate],
+        "a client id stored beside server ids is remembered"
+    );
+
+    let reads = read_tenant(log.as_ref(), &tenant, servers.len() + 2).await;
+    assert_eq!(reads.len(), servers.len() + 2, "each stored once");
+    let stored: HashSet<Uuid> = reads.iter().map(|read| read.event.id).collect();
+    assert!(servers.iter().all(|server| stored.contains(&server.id)));
+    assert!(stored.contains(&client.id) && stored.contains(&fresh_client.id));
+    // One entity's events keep their append order, whatever their ids' origin.
+    let entity_zero: Vec<u64> = reads
+        .iter()
+        .filter(|read| read.event.entity == "origin-0")
+        .map(|read| n_of(&read.event))
+        .collect();
+    assert_eq!(entity_zero, vec![3, 6, 9]);
 }
 
 /// With several shards, the events of many entities land in more than one of them.

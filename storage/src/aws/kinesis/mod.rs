@@ -27,7 +27,7 @@ mod routing;
 use crate::aws::config::{AwsClients, AwsConfig};
 use crate::aws::dynamodb::DynamoTables;
 use crate::aws::retry::retry;
-use crate::{AppendOutcome, Error, EventLog, ReadBatch, Result, ShardInfo};
+use crate::{AppendOutcome, Error, EventLog, IdOrigin, NewEvent, ReadBatch, Result, ShardInfo};
 use async_trait::async_trait;
 use aws_sdk_kinesis::types::Shard;
 use dedup::{Claim, Dedup};
@@ -319,11 +319,21 @@ impl KinesisLog {
 
 #[async_trait]
 impl EventLog for KinesisLog {
-    #[tracing::instrument(skip_all, fields(stream = %self.stream, events = events.len()))]
     async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>> {
+        self.append_with_origin(events.into_iter().map(NewEvent::client).collect())
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %self.stream, events = events.len()))]
+    async fn append_with_origin(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let (events, origins): (Vec<Event>, Vec<IdOrigin>) = events
+            .into_iter()
+            .map(|NewEvent { event, id_origin }| (event, id_origin))
+            .unzip();
+        let is_client = |index: &usize| origins[*index] == IdOrigin::Client;
         let mut outcomes: Vec<Option<AppendOutcome>> = vec![None; events.len()];
         // Repeats within the call: only the first occurrence is appended, the rest are
         // duplicates of it.
@@ -338,13 +348,18 @@ impl EventLog for KinesisLog {
         }
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let now = now_seconds();
-        let (to_store, in_flight) = match &self.dedup {
+        // Server-minted ids cannot repeat: they skip the markers (a claim and a commit each).
+        let (client_firsts, server_firsts): (Vec<usize>, Vec<usize>) =
+            firsts.into_iter().partition(is_client);
+        let (mut to_store, in_flight) = match &self.dedup {
             Some(dedup) => {
-                self.claim_all(dedup, &events, &firsts, &owner, now, &mut outcomes)
+                self.claim_all(dedup, &events, &client_firsts, &owner, now, &mut outcomes)
                     .await?
             }
-            None => (firsts, Vec::new()),
+            None => (client_firsts, Vec::new()),
         };
+        to_store.extend(server_firsts);
+        to_store.sort_unstable();
 
         let events = Arc::new(events);
         let started = Instant::now();
@@ -358,6 +373,7 @@ impl EventLog for KinesisLog {
         if let Some(dedup) = &self.dedup {
             let stored: Vec<(&Event, &Position)> = stored
                 .iter()
+                .filter(|(index, _)| is_client(index))
                 .map(|(index, position)| (&events[*index], position))
                 .collect();
             // The events are in the log whatever happens here: a failed commit leaves pending
@@ -368,7 +384,7 @@ impl EventLog for KinesisLog {
             }
             let unstored: Vec<&Event> = to_store
                 .iter()
-                .filter(|index| !position_of.contains_key(index))
+                .filter(|index| is_client(index) && !position_of.contains_key(index))
                 .map(|&index| &events[index])
                 .collect();
             if !unstored.is_empty()

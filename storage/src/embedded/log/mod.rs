@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use meta::META_FILE;
 
-use crate::{AppendOutcome, Error, EventLog, ReadBatch, Result, ShardInfo};
+use crate::{AppendOutcome, Error, EventLog, IdOrigin, NewEvent, ReadBatch, Result, ShardInfo};
 use async_trait::async_trait;
 use shard::{Head, ShardShared};
 use shoal_schemas::{Event, Position, Sequence, ShardId, keys};
@@ -229,13 +229,27 @@ fn has_events_after(shared: &ShardShared, head: &Head, after: Option<&Position>)
     })
 }
 
+/// The part of one append that goes to one shard.
+#[derive(Default)]
+struct ShardGroup {
+    /// Where each event stood in the append's input.
+    inputs: Vec<usize>,
+    events: Vec<Event>,
+    fingerprints: Vec<Option<u64>>,
+}
+
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<AppendOutcome>> {
+        self.append_with_origin(events.into_iter().map(NewEvent::client).collect())
+            .await
+    }
+
+    async fn append_with_origin(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        for event in &events {
+        for NewEvent { event, .. } in &events {
             let size = codec::encoded_len_bound(event);
             if size > codec::MAX_BLOCK_RAW_BYTES {
                 return Err(Error::TooLarge {
@@ -247,24 +261,32 @@ impl EventLog for EmbeddedLog {
         }
         let total = events.len();
         let shard_count = self.config.shard_count;
-        // Per shard: the input positions of its events, and the events.
-        let mut groups: Vec<(Vec<usize>, Vec<Event>)> =
-            (0..shard_count).map(|_| (Vec::new(), Vec::new())).collect();
-        for (input, event) in events.into_iter().enumerate() {
+        let dedup = self.config.dedup_capacity > 0;
+        // Per shard: the input positions of its events, the events and their fingerprints.
+        // Fingerprints are computed here, on the appender's thread, so that the shard's single
+        // writer thread does only what must be serial.
+        let mut groups: Vec<ShardGroup> = (0..shard_count).map(|_| ShardGroup::default()).collect();
+        for (input, NewEvent { event, id_origin }) in events.into_iter().enumerate() {
             let shard = keys::shard_of(&event.tenant, &event.entity, shard_count) as usize;
-            groups[shard].0.push(input);
-            groups[shard].1.push(event);
+            let fingerprint = (dedup && id_origin == IdOrigin::Client)
+                .then(|| keys::dedup_fingerprint(&event.tenant, &event.entity, &event.id));
+            let group = &mut groups[shard];
+            group.inputs.push(input);
+            group.events.push(event);
+            group.fingerprints.push(fingerprint);
         }
         // Send every group before awaiting any answer, so the shards commit in parallel.
         let mut answers = Vec::new();
-        for (handle, (inputs, shard_events)) in self.shards.iter().zip(groups) {
-            if shard_events.is_empty() {
+        for (handle, group) in self.shards.iter().zip(groups) {
+            if group.events.is_empty() {
                 continue;
             }
             let sender = lock(&handle.requests).clone().ok_or(Error::Closed)?;
             let (reply, answer) = oneshot::channel();
+            let inputs = group.inputs;
             let request = AppendRequest {
-                events: shard_events,
+                events: group.events,
+                fingerprints: group.fingerprints,
                 reply,
             };
             sender.send(request).await.map_err(|_| Error::Closed)?;

@@ -11,7 +11,8 @@
 //! - an appender is answered only after its events are durable (written and, in
 //!   `SyncMode::Always`, synced), and after the head covering them is published, so a read
 //!   issued after an append returns sees its events;
-//! - fingerprints enter the dedup window only after the write succeeded;
+//! - fingerprints enter the dedup window only after the write succeeded; events without one
+//!   (server-minted ids) are neither looked up nor remembered;
 //! - after a failed write or sync the shard refuses every further append (until the log is
 //!   reopened, when recovery cuts whatever partial frame the failure left). Continuing could
 //!   leave a hole or a half-written frame in the middle of the stream, and after a failed fsync
@@ -25,7 +26,7 @@ use super::meta::sync_dir;
 use super::segment::{self, FRAME_HEADER_LEN};
 use super::shard::{Head, LastBlock, OpenedShard, Segment, ShardShared};
 use crate::{AppendOutcome, Error, Result};
-use shoal_schemas::{Event, Position, Sequence, keys};
+use shoal_schemas::{Event, Position, Sequence};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub const MAX_DRAIN_EVENTS: usize = 64 * 1024;
 /// One append call's events for this shard, and where to send their outcomes (in order).
 pub struct AppendRequest {
     pub events: Vec<Event>,
+    /// Per event, its dedup fingerprint, or `None` when the window does not apply to it (a
+    /// server-minted id, or dedup is off). Computed by the appender, off this thread.
+    pub fingerprints: Vec<Option<u64>>,
     pub reply: oneshot::Sender<Result<Vec<AppendOutcome>>>,
 }
 
@@ -234,10 +238,11 @@ impl Writer {
         let mut scratch = Vec::new();
         for request in requests {
             let mut slots = Vec::with_capacity(request.events.len());
-            for event in &request.events {
-                if self.dedup.enabled() {
-                    let fingerprint =
-                        keys::dedup_fingerprint(&event.tenant, &event.entity, &event.id);
+            debug_assert_eq!(request.events.len(), request.fingerprints.len());
+            for (event, fingerprint) in request.events.iter().zip(&request.fingerprints) {
+                if let Some(fingerprint) = *fingerprint
+                    && self.dedup.enabled()
+                {
                     // `insert` is false for a second copy inside this very drain.
                     if self.dedup.is_duplicate(fingerprint, event.received_at)
                         || !pending.insert(fingerprint)
