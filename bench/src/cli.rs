@@ -28,6 +28,9 @@ pub enum Command {
     /// Writes the comparison data set in every format (native JSON, Segment, line protocol,
     /// Prometheus text, Graphite plaintext, CSV).
     Dataset(DatasetArgs),
+    /// The data set's metric points projected into a fresh table file: bytes per point per item
+    /// kind, redb's pages, the file before and after compaction.
+    SeriesBytes(crate::series_bytes::SeriesBytesArgs),
 }
 
 /// The comparison data set's size and seed.

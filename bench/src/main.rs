@@ -12,7 +12,9 @@
 //!   shape, and ingest→queryable under load;
 //! - `compare`: the same data set and queries against Shoal and its peers (PostgreSQL,
 //!   VictoriaMetrics, carbon, in-process tantivy), one table of figures and ratios;
-//! - `dataset`: that data set written in every format the systems take.
+//! - `dataset`: that data set written in every format the systems take;
+//! - `series-bytes`: the data set's metric points projected into a fresh table file, and where
+//!   their bytes go (per item kind, redb's pages, before and after compaction).
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
@@ -27,6 +29,7 @@ mod procfs;
 mod query;
 mod report;
 mod search;
+mod series_bytes;
 mod server;
 mod stats;
 mod workload;
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Query(args) => query::run(&args),
         cli::Command::Compare(args) => compare::run(&args),
         cli::Command::Dataset(args) => dataset::run(&args),
+        cli::Command::SeriesBytes(args) => series_bytes::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
