@@ -31,6 +31,9 @@ pub enum Command {
     /// The projector alone, in this process: the data set's log (made once, kept in `--dir`)
     /// replayed into fresh embedded tables, timed per round.
     Reproject(ReprojectArgs),
+    /// The data set's metric points projected into a fresh table file: bytes per point per item
+    /// kind, redb's pages, the file before and after compaction.
+    SeriesBytes(crate::series_bytes::SeriesBytesArgs),
 }
 
 /// The comparison data set's size and seed.

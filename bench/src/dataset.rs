@@ -334,6 +334,12 @@ fn properties(name: &str, customer: u32, user: u32, rng: &mut StdRng) -> String 
     out
 }
 
+/// The metric points alone, from their own generator seeded with `spec.seed`: the same shapes
+/// as [`Dataset::generate`]'s points, not the same draws (those follow the events').
+pub fn points_only(spec: &DatasetSpec) -> Vec<Point> {
+    points(spec, &mut StdRng::seed_from_u64(spec.seed))
+}
+
 fn points(spec: &DatasetSpec, rng: &mut StdRng) -> Vec<Point> {
     struct Shape {
         base: f64,

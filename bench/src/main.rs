@@ -14,7 +14,9 @@
 //!   VictoriaMetrics, carbon, in-process tantivy), one table of figures and ratios;
 //! - `dataset`: that data set written in every format the systems take;
 //! - `reproject`: the projector alone, in process: that data set's log replayed into fresh
-//!   tables, timed per round.
+//!   tables, timed per round;
+//! - `series-bytes`: the data set's metric points projected into a fresh table file, and where
+//!   their bytes go (per item kind, redb's pages, before and after compaction).
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
@@ -30,6 +32,7 @@ mod query;
 mod report;
 mod reproject;
 mod search;
+mod series_bytes;
 mod server;
 mod stats;
 mod workload;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         cli::Command::Compare(args) => compare::run(&args),
         cli::Command::Dataset(args) => dataset::run(&args),
         cli::Command::Reproject(args) => reproject::run(&args),
+        cli::Command::SeriesBytes(args) => series_bytes::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
