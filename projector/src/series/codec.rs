@@ -1,15 +1,39 @@
 //! Compact encodings of a series bucket's raw points and of a rollup item's slots.
 //!
-//! Points (`BTreeMap<timestamp, value>`, timestamps ascending): a format byte, the point count
-//! (varint), then per point the timestamp as a zigzag varint of its *delta of delta* (the first
-//! relative to the bucket start, the second as a plain delta), then the value as the XOR of its
-//! bits with the previous value's bits, bit-reversed and varint-coded. Regular intervals make
-//! the timestamp one byte; slowly changing or integral values make the XOR's low mantissa bits
-//! zero, which the reversal turns into leading zeros that the varint drops (Gorilla's idea,
-//! byte-aligned for speed). Measured sizes are in `docs/read-models.md`.
+//! Every encoding starts with a format byte, so older formats stay readable beside newer ones:
+//! the decoders read every format below, the encoders write the newest that fits the data, and an
+//! item is rewritten in the newest format the next time a flush touches it (no re-projection).
 //!
-//! Rollup slots: a format byte, the slot count, then per slot its index delta (varint), `count`
-//! (varint) and `sum`, `min`, `max`, `last` as 8 little-endian bytes each.
+//! **Points v1** (`BTreeMap<timestamp, value>`, timestamps ascending): the point count (varint),
+//! then per point the timestamp as a zigzag varint of its *delta of delta* (the first relative to
+//! the bucket start, the second as a plain delta), then the value as the XOR of its bits with the
+//! previous value's bits, bit-reversed and varint-coded. Regular intervals make the timestamp one
+//! byte; slowly changing or integral values make the XOR's low mantissa bits zero, which the
+//! reversal turns into leading zeros that the varint drops (Gorilla's idea, byte-aligned for
+//! speed). Written when the values are not all short decimals.
+//!
+//! **Points v2**: as v1, but the values are *decimal*: one scale byte `k`, and each value `v`
+//! stored as the zigzag varint of the change of the integer `m = v·10^k` from the previous
+//! point's. Metric values are mostly short decimals (`23.4`, `0.75`), whose bits XOR into a full
+//! mantissa (v1 then spends 7–9 bytes a value) while their decimal steps are small (1–2 bytes).
+//! `k` is the smallest scale at which *every* value of the bucket comes back bit for bit as
+//! `m / 10^k` (VictoriaMetrics' trick, exact here by construction: the encoder checks the round
+//! trip, and v1 is written otherwise).
+//!
+//! **Slots v1**: the slot count, then per slot its index delta (varint), `count` (varint) and
+//! `sum`, `min`, `max`, `last` as 8 little-endian bytes each (34 bytes a slot).
+//!
+//! **Slots v2**: the slot count; the slot indexes, either as index deltas or, when smaller, as a
+//! bitmap (a dense day of minutes: 180 bytes for 1440 slots); a mode byte, either a decimal scale
+//! `k` (as for points: every `last`, `min` and `max` exact at `k`) or raw; then per slot a header
+//! varint `count << 1 | full` and the numbers. A slot of one point (or any slot whose `sum`,
+//! `min` and `max` have the bits of its `last`: `full` is 0) stores `last` alone, which is most
+//! minute slots. Decimal mode: `last` as the zigzag varint of the change of its `m` from the
+//! previous slot's, `min` and `max` as their `m` minus `last`'s, and `sum` (rarely a short
+//! decimal once rounding errors accumulate) as its nearest decimal at scale `k` minus
+//! `count·m(last)`, then the distance in bits (units in the last place) from that decimal to the
+//! exact sum: both small, and the round trip is exact for any finite sum. Raw mode: `last` XORed
+//! with the previous slot's, `min`, `max` and `sum` XORed with `last`, bit-reversed varints.
 //!
 //! Decoding never panics: malformed bytes are an error.
 
@@ -17,7 +41,19 @@ use super::Agg;
 use std::collections::BTreeMap;
 
 const POINTS_V1: u8 = 1;
+const POINTS_V2: u8 = 2;
 const SLOTS_V1: u8 = 1;
+const SLOTS_V2: u8 = 2;
+
+/// Scales tried for decimal values: up to 9 digits after the point.
+const MAX_SCALE: u8 = 9;
+/// The slots' mode byte for raw (not decimal) numbers.
+const RAW_MODE: u8 = 0xff;
+/// How slot indexes are stored.
+const INDEX_DELTAS: u8 = 0;
+const INDEX_BITMAP: u8 = 1;
+/// Integers up to this magnitude convert to `f64` and back exactly.
+const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -27,12 +63,48 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+fn varint_len(value: u64) -> usize {
+    (64 - value.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
 fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// `10^scale`, exact in an `f64` for every scale up to [`MAX_SCALE`].
+fn power_of_ten(scale: u8) -> f64 {
+    10f64.powi(i32::from(scale))
+}
+
+/// The integer `m` with `m / 10^scale` bit for bit `value`, if there is one in `f64`'s exact
+/// integer range (never for `-0.0`, NaN or infinities).
+fn decimal(value: f64, power: f64) -> Option<i64> {
+    let scaled = (value * power).round();
+    if scaled.abs() > EXACT_INTEGER || scaled.is_nan() {
+        return None;
+    }
+    // Checked on the integer, as the decoder computes it: `-0.0` rounds to an integer zero,
+    // which comes back as `+0.0`.
+    let integer = scaled as i64;
+    ((integer as f64 / power).to_bits() == value.to_bits()).then_some(integer)
+}
+
+/// The nearest integer to `value · 10^scale`, if finite and in the exact integer range.
+fn nearest_decimal(value: f64, power: f64) -> Option<i64> {
+    let scaled = (value * power).round();
+    (scaled.abs() <= EXACT_INTEGER).then_some(scaled as i64)
+}
+
+/// The smallest scale at which every value is a decimal (`decimal` is `Some`).
+fn common_scale(values: impl Iterator<Item = f64> + Clone) -> Option<u8> {
+    (0..=MAX_SCALE).find(|&scale| {
+        let power = power_of_ten(scale);
+        values.clone().all(|value| decimal(value, power).is_some())
+    })
 }
 
 /// A cursor over encoded bytes.
@@ -54,6 +126,10 @@ impl Reader<'_> {
         Err("varint too long".into())
     }
 
+    fn signed(&mut self) -> Result<i64, String> {
+        Ok(unzigzag(self.varint()?))
+    }
+
     fn f64(&mut self) -> Result<f64, String> {
         if self.bytes.len() < 8 {
             return Err("truncated number".into());
@@ -70,36 +146,100 @@ impl Reader<'_> {
         self.bytes = rest;
         Ok(byte)
     }
+
+    fn take(&mut self, len: usize) -> Result<&[u8], String> {
+        if self.bytes.len() < len {
+            return Err("truncated bitmap".into());
+        }
+        let (head, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn scale(&mut self) -> Result<u8, String> {
+        let scale = self.byte()?;
+        if scale > MAX_SCALE {
+            return Err("unknown decimal scale".into());
+        }
+        Ok(scale)
+    }
+
+    /// A count of items that each take at least one byte: never more than the bytes left, so a
+    /// corrupt count cannot make the decoder reserve or loop without bound.
+    fn count(&mut self) -> Result<u64, String> {
+        let count = self.varint()?;
+        if count > self.bytes.len() as u64 {
+            return Err("count larger than the bytes left".into());
+        }
+        Ok(count)
+    }
 }
 
 pub fn encode_points(start: i64, points: &BTreeMap<i64, f64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + points.len() * 4);
-    out.push(POINTS_V1);
+    encode_points_at(start, points, common_scale(points.values().copied()))
+}
+
+/// v2 at `scale` (which must fit every value), or v1 without one.
+fn encode_points_at(start: i64, points: &BTreeMap<i64, f64>, scale: Option<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + points.len() * 3);
+    out.push(if scale.is_some() {
+        POINTS_V2
+    } else {
+        POINTS_V1
+    });
     put_varint(&mut out, points.len() as u64);
-    let (mut previous, mut delta, mut bits) = (start, 0i64, 0u64);
+    if let Some(scale) = scale {
+        out.push(scale);
+    }
+    let power = scale.map(power_of_ten);
+    let (mut previous, mut delta, mut bits, mut mantissa) = (start, 0i64, 0u64, 0i64);
     for (&timestamp, &value) in points {
         let next_delta = timestamp.wrapping_sub(previous);
         put_varint(&mut out, zigzag(next_delta.wrapping_sub(delta)));
-        let value_bits = value.to_bits();
-        put_varint(&mut out, (value_bits ^ bits).reverse_bits());
-        (previous, delta, bits) = (timestamp, next_delta, value_bits);
+        (previous, delta) = (timestamp, next_delta);
+        match power.and_then(|power| decimal(value, power)) {
+            Some(next) => {
+                put_varint(&mut out, zigzag(next.wrapping_sub(mantissa)));
+                mantissa = next;
+            }
+            None => {
+                debug_assert!(power.is_none(), "the scale fits every value");
+                let value_bits = value.to_bits();
+                put_varint(&mut out, (value_bits ^ bits).reverse_bits());
+                bits = value_bits;
+            }
+        }
     }
     out
 }
 
 pub fn decode_points(start: i64, bytes: &[u8]) -> Result<BTreeMap<i64, f64>, String> {
     let mut reader = Reader { bytes };
-    if reader.byte()? != POINTS_V1 {
+    let format = reader.byte()?;
+    if format != POINTS_V1 && format != POINTS_V2 {
         return Err("unknown points format".into());
     }
-    let count = reader.varint()?;
+    let count = reader.count()?;
+    let power = match format {
+        POINTS_V2 => Some(power_of_ten(reader.scale()?)),
+        _ => None,
+    };
     let mut points = BTreeMap::new();
-    let (mut previous, mut delta, mut bits) = (start, 0i64, 0u64);
+    let (mut previous, mut delta, mut bits, mut mantissa) = (start, 0i64, 0u64, 0i64);
     for _ in 0..count {
-        delta = delta.wrapping_add(unzigzag(reader.varint()?));
+        delta = delta.wrapping_add(reader.signed()?);
         previous = previous.wrapping_add(delta);
-        bits ^= reader.varint()?.reverse_bits();
-        points.insert(previous, f64::from_bits(bits));
+        let value = match power {
+            Some(power) => {
+                mantissa = mantissa.wrapping_add(reader.signed()?);
+                mantissa as f64 / power
+            }
+            None => {
+                bits ^= reader.varint()?.reverse_bits();
+                f64::from_bits(bits)
+            }
+        };
+        points.insert(previous, value);
     }
     if !reader.bytes.is_empty() {
         return Err("trailing bytes after points".into());
@@ -107,7 +247,110 @@ pub fn decode_points(start: i64, bytes: &[u8]) -> Result<BTreeMap<i64, f64>, Str
     Ok(points)
 }
 
+/// The slots in the newest format: v2, or v1 for a count too large for v2's header.
 pub fn encode_slots(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
+    if slots.values().any(|agg| agg.count > u64::MAX >> 1) {
+        return encode_slots_v1(slots);
+    }
+    let mut out = Vec::with_capacity(8 + slots.len() * 4);
+    out.push(SLOTS_V2);
+    put_varint(&mut out, slots.len() as u64);
+    if slots.is_empty() {
+        return out;
+    }
+    encode_indexes(slots, &mut out);
+    let power = encode_mode(slots, &mut out);
+    let (mut previous_mantissa, mut previous_bits) = (0i64, 0u64);
+    for agg in slots.values() {
+        let full = [agg.sum, agg.min, agg.max]
+            .iter()
+            .any(|number| number.to_bits() != agg.last.to_bits());
+        put_varint(&mut out, (agg.count << 1) | u64::from(full));
+        let decimals = power.and_then(|power| {
+            Some((
+                power,
+                decimal(agg.last, power)?,
+                decimal(agg.min, power)?,
+                decimal(agg.max, power)?,
+                nearest_decimal(agg.sum, power)?,
+            ))
+        });
+        match decimals {
+            Some((power, last, min, max, sum)) => {
+                put_varint(&mut out, zigzag(last.wrapping_sub(previous_mantissa)));
+                previous_mantissa = last;
+                if full {
+                    put_varint(&mut out, zigzag(min.wrapping_sub(last)));
+                    put_varint(&mut out, zigzag(max.wrapping_sub(last)));
+                    let expected = last.wrapping_mul(agg.count as i64);
+                    put_varint(&mut out, zigzag(sum.wrapping_sub(expected)));
+                    let ulps = (agg.sum.to_bits() as i64)
+                        .wrapping_sub((sum as f64 / power).to_bits() as i64);
+                    put_varint(&mut out, zigzag(ulps));
+                }
+            }
+            None => {
+                debug_assert!(power.is_none(), "the scale fits every slot");
+                let last = agg.last.to_bits();
+                put_varint(&mut out, (last ^ previous_bits).reverse_bits());
+                previous_bits = last;
+                if full {
+                    for number in [agg.min, agg.max, agg.sum] {
+                        put_varint(&mut out, (number.to_bits() ^ last).reverse_bits());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Slot indexes as deltas or as a bitmap, whichever is smaller.
+fn encode_indexes(slots: &BTreeMap<u32, Agg>, out: &mut Vec<u8>) {
+    let mut previous = 0u32;
+    let deltas_len: usize = slots
+        .keys()
+        .map(|&slot| {
+            let len = varint_len(u64::from(slot - previous));
+            previous = slot;
+            len
+        })
+        .sum();
+    let bits = u64::from(previous) + 1;
+    let bitmap_len = varint_len(bits) + bits.div_ceil(8) as usize;
+    if bitmap_len < deltas_len {
+        out.push(INDEX_BITMAP);
+        put_varint(out, bits);
+        let mut bitmap = vec![0u8; bits.div_ceil(8) as usize];
+        for &slot in slots.keys() {
+            bitmap[slot as usize / 8] |= 1 << (slot % 8);
+        }
+        out.extend_from_slice(&bitmap);
+    } else {
+        out.push(INDEX_DELTAS);
+        let mut previous = 0u32;
+        for &slot in slots.keys() {
+            put_varint(out, u64::from(slot - previous));
+            previous = slot;
+        }
+    }
+}
+
+/// The mode byte: the smallest decimal scale that fits every slot, or raw. Returns `10^scale`.
+fn encode_mode(slots: &BTreeMap<u32, Agg>, out: &mut Vec<u8>) -> Option<f64> {
+    let scale = common_scale(slots.values().flat_map(|agg| [agg.last, agg.min, agg.max])).filter(
+        |&scale| {
+            let power = power_of_ten(scale);
+            slots
+                .values()
+                .all(|agg| nearest_decimal(agg.sum, power).is_some())
+        },
+    );
+    out.push(scale.unwrap_or(RAW_MODE));
+    scale.map(power_of_ten)
+}
+
+fn encode_slots_v1(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + slots.len() * 36);
     out.push(SLOTS_V1);
     put_varint(&mut out, slots.len() as u64);
@@ -125,10 +368,19 @@ pub fn encode_slots(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
 
 pub fn decode_slots(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
     let mut reader = Reader { bytes };
-    if reader.byte()? != SLOTS_V1 {
-        return Err("unknown slots format".into());
+    let slots = match reader.byte()? {
+        SLOTS_V1 => decode_slots_v1(&mut reader)?,
+        SLOTS_V2 => decode_slots_v2(&mut reader)?,
+        _ => return Err("unknown slots format".into()),
+    };
+    if !reader.bytes.is_empty() {
+        return Err("trailing bytes after slots".into());
     }
-    let count = reader.varint()?;
+    Ok(slots)
+}
+
+fn decode_slots_v1(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String> {
+    let count = reader.count()?;
     let mut slots = BTreeMap::new();
     let mut slot = 0u32;
     for _ in 0..count {
@@ -144,8 +396,107 @@ pub fn decode_slots(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
         };
         slots.insert(slot, agg);
     }
-    if !reader.bytes.is_empty() {
-        return Err("trailing bytes after slots".into());
+    Ok(slots)
+}
+
+fn decode_indexes(reader: &mut Reader<'_>, count: u64) -> Result<Vec<u32>, String> {
+    let mut indexes = Vec::with_capacity(count as usize);
+    match reader.byte()? {
+        INDEX_DELTAS => {
+            let mut slot = 0u32;
+            for _ in 0..count {
+                let step = u32::try_from(reader.varint()?).map_err(|_| "slot out of range")?;
+                slot = slot.checked_add(step).ok_or("slot out of range")?;
+                indexes.push(slot);
+            }
+        }
+        INDEX_BITMAP => {
+            let bits = reader.varint()?;
+            let len = usize::try_from(bits.div_ceil(8)).map_err(|_| "bitmap too long")?;
+            let bitmap = reader.take(len)?;
+            for (byte_index, &byte) in bitmap.iter().enumerate() {
+                for bit in 0..8 {
+                    if byte & (1 << bit) != 0 {
+                        let slot =
+                            u32::try_from(byte_index * 8 + bit).map_err(|_| "slot out of range")?;
+                        indexes.push(slot);
+                    }
+                }
+            }
+            if indexes.len() as u64 != count {
+                return Err("bitmap does not match the slot count".into());
+            }
+        }
+        _ => return Err("unknown slot index layout".into()),
+    }
+    Ok(indexes)
+}
+
+fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String> {
+    let count = reader.count()?;
+    let mut slots = BTreeMap::new();
+    if count == 0 {
+        return Ok(slots);
+    }
+    let indexes = decode_indexes(reader, count)?;
+    let power = match reader.byte()? {
+        RAW_MODE => None,
+        scale if scale <= MAX_SCALE => Some(power_of_ten(scale)),
+        _ => return Err("unknown slots mode".into()),
+    };
+    let (mut previous_mantissa, mut previous_bits) = (0i64, 0u64);
+    for slot in indexes {
+        let header = reader.varint()?;
+        let (count, full) = (header >> 1, header & 1 == 1);
+        let agg = match power {
+            Some(power) => {
+                let last = previous_mantissa.wrapping_add(reader.signed()?);
+                previous_mantissa = last;
+                let last_value = last as f64 / power;
+                if full {
+                    let min = last.wrapping_add(reader.signed()?);
+                    let max = last.wrapping_add(reader.signed()?);
+                    let sum = last
+                        .wrapping_mul(count as i64)
+                        .wrapping_add(reader.signed()?);
+                    let ulps = reader.signed()?;
+                    let sum_bits = ((sum as f64 / power).to_bits() as i64).wrapping_add(ulps);
+                    Agg {
+                        count,
+                        sum: f64::from_bits(sum_bits as u64),
+                        min: min as f64 / power,
+                        max: max as f64 / power,
+                        last: last_value,
+                    }
+                } else {
+                    Agg {
+                        count,
+                        sum: last_value,
+                        min: last_value,
+                        max: last_value,
+                        last: last_value,
+                    }
+                }
+            }
+            None => {
+                previous_bits ^= reader.varint()?.reverse_bits();
+                let last = previous_bits;
+                let mut numbers = [last; 3];
+                if full {
+                    for number in &mut numbers {
+                        *number = reader.varint()?.reverse_bits() ^ last;
+                    }
+                }
+                Agg {
+                    count,
+                    min: f64::from_bits(numbers[0]),
+                    max: f64::from_bits(numbers[1]),
+                    sum: f64::from_bits(numbers[2]),
+                    last: f64::from_bits(last),
+                }
+            }
+        };
+        slots.insert(slot, agg);
     }
     Ok(slots)
 }
@@ -154,6 +505,42 @@ pub fn decode_slots(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn same_points(left: &BTreeMap<i64, f64>, right: &BTreeMap<i64, f64>) -> bool {
+        left.len() == right.len()
+            && left
+                .iter()
+                .zip(right)
+                .all(|((t1, v1), (t2, v2))| t1 == t2 && v1.to_bits() == v2.to_bits())
+    }
+
+    fn same_agg(left: &Agg, right: &Agg) -> bool {
+        left.count == right.count
+            && [left.sum, left.min, left.max, left.last]
+                .iter()
+                .zip([right.sum, right.min, right.max, right.last])
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    fn same_slots(left: &BTreeMap<u32, Agg>, right: &BTreeMap<u32, Agg>) -> bool {
+        left.len() == right.len()
+            && left
+                .iter()
+                .zip(right)
+                .all(|((s1, a1), (s2, a2))| s1 == s2 && same_agg(a1, a2))
+    }
+
+    /// The slots of points, as the projection computes them: one per minute.
+    fn minute_slots(points: &BTreeMap<i64, f64>) -> BTreeMap<u32, Agg> {
+        let mut slots: BTreeMap<u32, Agg> = BTreeMap::new();
+        for (&timestamp, &value) in points {
+            let slot = (timestamp / 60_000) as u32;
+            let point = Agg::of_point(value);
+            let merged = slots.get(&slot).map_or(point, |agg| agg.merge(point));
+            slots.insert(slot, merged);
+        }
+        slots
+    }
 
     #[test]
     fn regular_integral_points_are_small() {
@@ -164,22 +551,156 @@ mod tests {
     }
 
     #[test]
+    fn short_decimals_take_the_decimal_format() {
+        // A wave rounded to 0.1, one point a minute: as the comparison's data set.
+        let points: BTreeMap<i64, f64> = (0..60)
+            .map(|m| {
+                let value = 30.0 + 20.0 * (m as f64 / 9.0).sin();
+                (m * 60_000, (value * 10.0).round() / 10.0)
+            })
+            .collect();
+        let v2 = encode_points(0, &points);
+        assert_eq!(v2[0], POINTS_V2);
+        assert_eq!(v2[2], 1, "scale");
+        assert!(v2.len() <= 3 + 60 * 3, "{} bytes", v2.len());
+        let v1 = encode_points_at(0, &points, None);
+        assert!(
+            v1.len() > 2 * v2.len(),
+            "v1 {} bytes, v2 {}",
+            v1.len(),
+            v2.len()
+        );
+        assert!(same_points(&decode_points(0, &v2).unwrap(), &points));
+        assert!(same_points(&decode_points(0, &v1).unwrap(), &points));
+    }
+
+    #[test]
+    fn values_that_are_no_short_decimal_keep_the_bit_format() {
+        for odd in [-0.0, 0.1 + 0.2, 1e300, f64::MIN_POSITIVE, 1.0 / 3.0] {
+            let points: BTreeMap<i64, f64> = [(0, 1.5), (1000, odd)].into_iter().collect();
+            let bytes = encode_points(0, &points);
+            assert_eq!(bytes[0], POINTS_V1, "{odd:e}");
+            assert!(same_points(&decode_points(0, &bytes).unwrap(), &points));
+        }
+    }
+
+    #[test]
+    fn minute_slots_of_single_points_are_small() {
+        let points: BTreeMap<i64, f64> = (0..1440)
+            .map(|m| (m * 60_000, ((m % 97) as f64 * 0.3 * 10.0).round() / 10.0))
+            .collect();
+        let slots = minute_slots(&points);
+        let bytes = encode_slots(&slots);
+        assert_eq!(bytes[0], SLOTS_V2);
+        // 180 bytes of bitmap, then a header byte and one or two bytes of value per slot.
+        assert!(bytes.len() < 1440 * 4, "{} bytes", bytes.len());
+        assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+        assert!(same_slots(
+            &decode_slots(&encode_slots_v1(&slots)).unwrap(),
+            &slots
+        ));
+    }
+
+    #[test]
+    fn hour_slots_keep_inexact_sums_exactly() {
+        let points: BTreeMap<i64, f64> = (0..24 * 60)
+            .map(|m| (m * 60_000, 0.1 * (m % 7) as f64 + 20.3))
+            .map(|(t, v)| (t, (v * 10.0).round() / 10.0))
+            .collect();
+        let mut hours: BTreeMap<u32, Agg> = BTreeMap::new();
+        for (&timestamp, &value) in &points {
+            let slot = (timestamp / 3_600_000) as u32;
+            let point = Agg::of_point(value);
+            let merged = hours.get(&slot).map_or(point, |agg| agg.merge(point));
+            hours.insert(slot, merged);
+        }
+        let bytes = encode_slots(&hours);
+        assert_eq!(bytes[0], SLOTS_V2);
+        assert!(bytes.len() < 24 * 12, "{} bytes", bytes.len());
+        assert!(same_slots(&decode_slots(&bytes).unwrap(), &hours));
+    }
+
+    #[test]
+    fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
+        let slots: BTreeMap<u32, Agg> = [
+            (7, Agg::of_point(1.0 / 3.0)),
+            (
+                700,
+                Agg {
+                    count: u64::MAX >> 1,
+                    sum: f64::MAX,
+                    min: -0.0,
+                    max: f64::MIN_POSITIVE,
+                    last: 2.5,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let bytes = encode_slots(&slots);
+        assert_eq!(bytes[..4], [SLOTS_V2, 2, INDEX_DELTAS, 7]);
+        assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+        // A count v2's header cannot hold: written as v1.
+        let huge: BTreeMap<u32, Agg> = [(
+            0,
+            Agg {
+                count: u64::MAX,
+                ..Agg::of_point(1.0)
+            },
+        )]
+        .into_iter()
+        .collect();
+        let bytes = encode_slots(&huge);
+        assert_eq!(bytes[0], SLOTS_V1);
+        assert!(same_slots(&decode_slots(&bytes).unwrap(), &huge));
+        assert_eq!(
+            decode_slots(&encode_slots(&BTreeMap::new())).unwrap(),
+            BTreeMap::new()
+        );
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(decode_points(0, &[]).is_err());
         assert!(decode_points(0, &[1, 5, 0x80]).is_err());
+        assert!(
+            decode_points(0, &[2, 1, 10, 0, 0]).is_err(),
+            "scale out of range"
+        );
         assert!(decode_slots(&[1, 1, 0, 1, 0]).is_err());
+        assert!(
+            decode_slots(&[2, 1, 1, 9, 0xff]).is_err(),
+            "bitmap truncated"
+        );
+        assert!(
+            decode_slots(&[2, 1, 1, 8, 3, 0xff, 2, 0]).is_err(),
+            "bitmap holds 2 slots"
+        );
+        assert!(
+            decode_slots(&[2, 1, 0, 0, 11, 2, 0]).is_err(),
+            "unknown mode"
+        );
+        assert!(decode_slots(&[3]).is_err());
     }
 
     proptest! {
         #[test]
         fn points_round_trip(start in 0i64..1 << 40, raw in proptest::collection::btree_map(0i64..3_600_000, any::<f64>(), 0..200)) {
             let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, v)| (start + t, v)).collect();
-            let decoded = decode_points(start, &encode_points(start, &points)).unwrap();
-            prop_assert_eq!(decoded.len(), points.len());
-            for ((t1, v1), (t2, v2)) in decoded.iter().zip(points.iter()) {
-                prop_assert_eq!(t1, t2);
-                prop_assert_eq!(v1.to_bits(), v2.to_bits());
-            }
+            prop_assert!(same_points(&decode_points(start, &encode_points(start, &points)).unwrap(), &points));
+        }
+
+        #[test]
+        fn decimal_points_round_trip(
+            start in 0i64..1 << 40,
+            scale in 0u8..=MAX_SCALE + 2,
+            raw in proptest::collection::btree_map(0i64..3_600_000, -1i64 << 53..1 << 53, 0..200),
+        ) {
+            let power = 10f64.powi(i32::from(scale));
+            let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (start + t, m as f64 / power)).collect();
+            let bytes = encode_points(start, &points);
+            prop_assert!(same_points(&decode_points(start, &bytes).unwrap(), &points));
+            prop_assert!(same_points(&decode_points(start, &encode_points_at(start, &points, None)).unwrap(), &points));
         }
 
         #[test]
@@ -187,7 +708,37 @@ mod tests {
             let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, v))| {
                 (slot, Agg { count, sum: v * count as f64, min: v - 1.0, max: v + 1.0, last: v })
             }).collect();
-            prop_assert_eq!(decode_slots(&encode_slots(&slots)).unwrap(), slots);
+            prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        }
+
+        #[test]
+        fn arbitrary_slots_round_trip(raw in proptest::collection::btree_map(any::<u32>(), (any::<u64>(), any::<[f64; 4]>()), 0..50)) {
+            let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, [sum, min, max, last]))| {
+                (slot, Agg { count, sum, min, max, last })
+            }).collect();
+            prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        }
+
+        #[test]
+        fn rollups_of_decimal_points_round_trip(
+            scale in 0u8..4,
+            raw in proptest::collection::btree_map(0i64..86_400_000, -100_000i64..100_000, 0..400),
+        ) {
+            let power = 10f64.powi(i32::from(scale));
+            let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (t, m as f64 / power)).collect();
+            let slots = minute_slots(&points);
+            prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), start in any::<i64>()) {
+            let _ = decode_points(start, &bytes);
+            let _ = decode_slots(&bytes);
+            let mut tagged = bytes.clone();
+            tagged.insert(0, SLOTS_V2);
+            let _ = decode_slots(&tagged);
+            tagged[0] = POINTS_V2;
+            let _ = decode_points(start, &tagged);
         }
     }
 }
