@@ -527,7 +527,7 @@ mod tests {
             .filter(|index| index % 7 != 3)
             .map(|index: i64| SeriesPoint {
                 t: index * 20_000,
-                count: (index.rem_euclid(4)) as u64,
+                count: index.rem_euclid(4) as u64,
                 sum: index as f64 * 1.5,
                 min: index as f64 - 1.0,
                 max: index as f64 + 2.0,
