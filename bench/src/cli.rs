@@ -184,6 +184,10 @@ pub struct QueryArgs {
     pub load_batch: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Profile the server during each query shape with `perf record` (cpu-clock, DWARF call
+    /// graphs) into `<DIR>/<shape>.perf.data`.
+    #[arg(long, value_name = "DIR")]
+    pub profile_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -13,7 +13,11 @@
 //! Then ingest→queryable: while `--load-connections` send batches at `--load-rate` events/s,
 //! a probe writes one event for a fresh customer and polls `GET /v1/entities/{id}` every
 //! millisecond until it answers 200.
-//! Latencies are measured by this client over loopback (HTTP included).
+//! Latencies are measured by this client over loopback (HTTP included). Beside them, the
+//! server's CPU time per request of each shape (user + system, from `/proc`; it also holds the
+//! projector's and canary's background work, which is small once caught up), a steadier figure
+//! than latency on a shared machine. With `--profile-dir`, each shape is also sampled by
+//! `perf record` (cpu-clock, DWARF call graphs) into `<dir>/<shape>.perf.data`.
 
 use crate::cli::QueryArgs;
 use crate::server::SpawnedServer;
@@ -136,60 +140,150 @@ async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Re
         loading.elapsed().as_secs_f64()
     );
 
+    let shapes = Shapes {
+        server_pid: server.pid(),
+        profile_dir: args.profile_dir.clone(),
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
-    let entity = time(args.queries, || {
-        let id = rng.random_range(0..args.entities);
-        let path = format!("/v1/entities/customer-{id}");
-        let client = &client;
-        async move { client.get(&path).await }
-    })
-    .await?;
+    let entity = shapes
+        .time("entity", args.queries, || {
+            let id = rng.random_range(0..args.entities);
+            let path = format!("/v1/entities/customer-{id}");
+            let client = &client;
+            async move { client.get(&path).await }
+        })
+        .await?;
     rows.push(("one entity", entity));
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 1);
-    let list = time(args.queries, || {
-        let plan = ["free", "pro", "enterprise"][rng.random_range(0..3)];
-        let path = format!("/v1/entities?limit=50&trait.plan={plan}");
-        let client = &client;
-        async move { client.get(&path).await }
-    })
-    .await?;
+    let list = shapes
+        .time("list", args.queries, || {
+            let plan = ["free", "pro", "enterprise"][rng.random_range(0..3)];
+            let path = format!("/v1/entities?limit=50&trait.plan={plan}");
+            let client = &client;
+            async move { client.get(&path).await }
+        })
+        .await?;
     rows.push(("entity list page (50, trait filter)", list));
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 2);
     let to = day + DAY - 1;
-    let series = time(args.queries, || {
-        let host = rng.random_range(0..args.series);
-        let path =
-            format!("/v1/series?series=cpu%7Bhost%3Dh{host}%7D&from={day}&to={to}&step=1m&agg=avg");
-        let client = &client;
-        async move { client.get(&path).await }
-    })
-    .await?;
+    let series = shapes
+        .time("series", args.queries, || {
+            let host = rng.random_range(0..args.series);
+            let path = format!(
+                "/v1/series?series=cpu%7Bhost%3Dh{host}%7D&from={day}&to={to}&step=1m&agg=avg"
+            );
+            let client = &client;
+            async move { client.get(&path).await }
+        })
+        .await?;
     rows.push(("one series, one day at 1 min", series));
-    let aggregate = time(args.queries.min(200), || {
-        let path = format!("/v1/series?metric=cpu&from={day}&to={to}&step=1h&agg=avg&combine=sum");
-        let client = &client;
-        async move { client.get(&path).await }
-    })
-    .await?;
+    let aggregate = shapes
+        .time("aggregate", args.queries.min(200), || {
+            let path =
+                format!("/v1/series?metric=cpu&from={day}&to={to}&step=1h&agg=avg&combine=sum");
+            let client = &client;
+            async move { client.get(&path).await }
+        })
+        .await?;
     rows.push(("one day, hourly, summed over every series", aggregate));
     print_rows(&rows);
     let fresh = ingest_to_queryable(&client, args, now).await?;
-    print_rows(&[("ingest → queryable, under load", fresh)]);
+    print_rows(&[("ingest → queryable, under load", (fresh, None))]);
     Ok(())
 }
 
-fn print_rows(rows: &[(&str, Histogram<u64>)]) {
-    println!("\n| query | requests | p50 ms | p99 ms | max ms |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, histogram) in rows {
+/// A shape's latencies (µs) and the server's CPU time per request (µs), when known.
+type Timed = (Histogram<u64>, Option<f64>);
+
+fn print_rows(rows: &[(&str, Timed)]) {
+    println!("\n| query | requests | p50 ms | p99 ms | max ms | server CPU µs/request |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, (histogram, cpu)) in rows {
+        let cpu = cpu.map_or_else(|| "—".to_owned(), |micros| format!("{micros:.0}"));
         println!(
-            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
+            "| {name} | {} | {:.3} | {:.3} | {:.3} | {cpu} |",
             histogram.len(),
             histogram.value_at_quantile(0.5) as f64 / 1000.0,
             histogram.value_at_quantile(0.99) as f64 / 1000.0,
             histogram.max() as f64 / 1000.0
         );
+    }
+}
+
+/// How each shape is timed: the server's CPU time around it, and optionally a profile.
+struct Shapes {
+    server_pid: u32,
+    profile_dir: Option<std::path::PathBuf>,
+}
+
+impl Shapes {
+    async fn time<F, Fut>(&self, shape: &str, count: u32, make: F) -> Result<Timed>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::StatusCode>>,
+    {
+        let profiler = match &self.profile_dir {
+            Some(dir) => Some(Profiler::start(dir, shape, self.server_pid).await?),
+            None => None,
+        };
+        let cpu_before = crate::procfs::cpu_time(Some(self.server_pid));
+        let histogram = time(count, make).await;
+        let cpu_after = crate::procfs::cpu_time(Some(self.server_pid));
+        if let Some(profiler) = profiler {
+            profiler.stop()?;
+        }
+        let cpu = match (cpu_before, cpu_after) {
+            (Some(before), Some(after)) => {
+                Some(after.saturating_sub(before).as_secs_f64() * 1e6 / f64::from(count))
+            }
+            _ => None,
+        };
+        Ok((histogram?, cpu))
+    }
+}
+
+/// `perf record` attached to the server for one shape.
+struct Profiler {
+    child: std::process::Child,
+}
+
+impl Profiler {
+    async fn start(dir: &std::path::Path, shape: &str, pid: u32) -> Result<Profiler> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let output = dir.join(format!("{shape}.perf.data"));
+        let child = std::process::Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "--call-graph",
+                "dwarf",
+                "-p",
+            ])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(&output)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf (apt-get install linux-perf)")?;
+        // perf needs a moment to attach to every thread.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(Profiler { child })
+    }
+
+    /// SIGINT, as Ctrl-C would: perf then writes its file out and exits.
+    fn stop(mut self) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).context("pid out of range")?;
+        // SAFETY: `kill` has no memory-safety preconditions; the pid is our own unreaped child.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        self.child.wait().context("waiting for perf")?;
+        Ok(())
     }
 }
 

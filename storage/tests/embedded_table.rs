@@ -338,3 +338,54 @@ async fn throughput() {
         elapsed.as_secs_f64() * 1000.0 / f64::from(batches)
     );
 }
+
+/// A query reads its first rows on the calling task and the rest of a long page on the
+/// blocking pool: pages across that seam (by rows and by bytes) are the memory double's pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_queries_page_as_the_memory_double_does() {
+    let (embedded, _dir) = embedded();
+    let memory: Arc<dyn Table> = Arc::new(MemoryTables::new());
+    let pk = "tenant#long";
+    // 300 items; every tenth one large, so the byte budget runs out before the row budget.
+    let ops: Vec<WriteOp> = (0..300)
+        .map(|index| {
+            let size = if index % 10 == 0 { 40_000 } else { 10 };
+            WriteOp::Put {
+                key: Key::new(pk, format!("item#{index:04}")),
+                item: [("data".to_owned(), Value::B(vec![index as u8; size]))].into(),
+            }
+        })
+        .collect();
+    for table in [&embedded, &memory] {
+        table
+            .write(TableName::Views, ops.clone())
+            .await
+            .expect("write");
+    }
+    for limit in [1, 3, 63, 64, 65, 200, 1000] {
+        for reverse in [false, true] {
+            let mut query = Query::partition(pk).limit(limit);
+            if reverse {
+                query = query.reverse();
+            }
+            let mut pages = 0;
+            loop {
+                let ours = embedded
+                    .query(TableName::Views, &query)
+                    .await
+                    .expect("embedded query");
+                let theirs = memory
+                    .query(TableName::Views, &query)
+                    .await
+                    .expect("memory query");
+                assert_eq!(ours, theirs, "limit {limit} reverse {reverse} page {pages}");
+                pages += 1;
+                match ours.next {
+                    Some(next) => query = query.after(Some(next)),
+                    None => break,
+                }
+            }
+            assert_eq!(pages, 300usize.div_ceil(limit), "limit {limit}");
+        }
+    }
+}

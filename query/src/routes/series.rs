@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Serialize;
 use shoal_projector::series::{self, Resolution, SeriesPoint};
+use shoal_storage::Table;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -29,6 +30,11 @@ const MAX_SERIES: usize = 1_000;
 const DEFAULT_RANGE: i64 = 3_600_000;
 /// Series read at once: enough to hide per-read latency, few enough to stay polite.
 const PARALLEL_READS: usize = 16;
+/// Series read on the request's own task; a request for more splits them over the blocking
+/// pool, one part per core: the embedded tables answer small reads on the calling thread, so
+/// a thousand series read in place would hold one async worker for tens of milliseconds, and
+/// would use one core of several.
+const INLINE_SERIES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,6 +116,30 @@ impl Bucket {
 /// Buckets the points of one series by `step` (aligned to multiples of the step since the
 /// epoch, so the same bucket means the same thing in every query) and reduces each by `agg`.
 fn bucketize(points: &[SeriesPoint], step: i64, agg: Agg) -> Vec<(i64, f64)> {
+    if !points.is_sorted_by_key(|point| point.t) {
+        return bucketize_unordered(points, step, agg);
+    }
+    // Points come in time order, so each bucket is one run of them: no map needed.
+    let mut out = Vec::new();
+    let mut current: Option<(i64, Bucket)> = None;
+    for point in points.iter().filter(|point| point.count > 0) {
+        let start = point.t.div_euclid(step) * step;
+        match &mut current {
+            Some((open, bucket)) if *open == start => bucket.merge(point),
+            _ => {
+                if let Some((open, bucket)) = current.replace((start, Bucket::of(point))) {
+                    out.push((open, bucket.value(agg)));
+                }
+            }
+        }
+    }
+    if let Some((open, bucket)) = current {
+        out.push((open, bucket.value(agg)));
+    }
+    out
+}
+
+fn bucketize_unordered(points: &[SeriesPoint], step: i64, agg: Agg) -> Vec<(i64, f64)> {
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for point in points.iter().filter(|point| point.count > 0) {
         let start = point.t.div_euclid(step) * step;
@@ -153,19 +183,20 @@ fn combine(all: &[SeriesOut], how: Agg) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Fields in alphabetical order: see [`Answer`].
 #[derive(Serialize)]
 struct SeriesOut {
-    key: String,
-    /// The resolution the points were read from: the step's, or a coarser one when the step's
-    /// no longer holds the start of the range (retention). Absent on a combined series.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resolution: Option<Resolution>,
     /// Even the resolution read holds nothing before this time (ms): the range reaches back
     /// past every retention of the series.
     #[serde(skip_serializing_if = "Option::is_none")]
     expired_before: Option<i64>,
+    key: String,
     /// `[bucket start (epoch ms), value]`.
     points: Vec<(i64, f64)>,
+    /// The resolution the points were read from: the step's, or a coarser one when the step's
+    /// no longer holds the start of the range (retention). Absent on a combined series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolution: Option<Resolution>,
 }
 
 /// The series keys the request names: given keys, each checked to exist, or every series of a
@@ -224,6 +255,110 @@ async fn selected(state: &QueryState, tenant: &str, params: &Params) -> Result<V
     Ok(named.into_iter().map(str::to_owned).collect())
 }
 
+/// What to read of each series and how to bucket it.
+#[derive(Clone, Copy)]
+struct Plan {
+    from: i64,
+    to: i64,
+    step: i64,
+    agg: Agg,
+    resolution: Resolution,
+}
+
+/// Every series of `keys`, in their order.
+async fn read_all(
+    tables: &Arc<dyn Table>,
+    tenant: &str,
+    keys: Vec<String>,
+    plan: Plan,
+) -> Result<Vec<SeriesOut>> {
+    if keys.len() <= INLINE_SERIES {
+        return read_some(tables, tenant, keys, plan).await;
+    }
+    let parts = blocking_parts();
+    let per_part = keys.len().div_ceil(parts);
+    let runtime = tokio::runtime::Handle::current();
+    let mut keys = keys.into_iter();
+    let mut tasks = Vec::with_capacity(parts);
+    loop {
+        let part: Vec<String> = keys.by_ref().take(per_part).collect();
+        if part.is_empty() {
+            break;
+        }
+        let tables = Arc::clone(tables);
+        let tenant = tenant.to_owned();
+        let runtime = runtime.clone();
+        // `block_on` on a blocking-pool thread: the reads of one part run there one after
+        // another (as many as `PARALLEL_READS` in flight when a backend answers asynchronously).
+        tasks.push(tokio::task::spawn_blocking(move || {
+            runtime.block_on(read_some(&tables, &tenant, part, plan))
+        }));
+    }
+    let mut out = Vec::new();
+    for task in tasks {
+        let part = task.await.map_err(|error| {
+            Error::Storage(shoal_storage::Error::Backend(format!(
+                "a series read failed: {error}"
+            )))
+        })??;
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// Parts a wide read is split into: the cores this process may use (read once: the standard
+/// library asks the cgroup files every time).
+fn blocking_parts() -> usize {
+    static PARTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PARTS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(1, 8)
+    })
+}
+
+async fn read_some(
+    tables: &Arc<dyn Table>,
+    tenant: &str,
+    keys: Vec<String>,
+    plan: Plan,
+) -> Result<Vec<SeriesOut>> {
+    let reads = futures::stream::iter(
+        keys.into_iter()
+            .map(|key| read_one(tables, tenant, key, plan)),
+    )
+    .buffered(PARALLEL_READS)
+    .collect::<Vec<_>>()
+    .await;
+    reads.into_iter().collect()
+}
+
+async fn read_one(
+    tables: &Arc<dyn Table>,
+    tenant: &str,
+    key: String,
+    plan: Plan,
+) -> Result<SeriesOut> {
+    let tables = tables.as_ref();
+    let fences = series::fences(tables, tenant, &key).await?;
+    let serving = series::serving(&fences, plan.resolution, plan.from);
+    // Below a fence items may linger until the next sweep round; they are not served.
+    let kept_from = serving
+        .expired_before
+        .map_or(plan.from, |at| at.max(plan.from));
+    let points = if kept_from > plan.to {
+        Vec::new()
+    } else {
+        series::read_range(tables, tenant, &key, kept_from, plan.to, serving.resolution).await?
+    };
+    Ok(SeriesOut {
+        points: bucketize(&points, plan.step, plan.agg),
+        resolution: Some(serving.resolution),
+        expired_before: serving.expired_before,
+        key,
+    })
+}
+
 pub async fn get_series(
     State(state): State<Arc<QueryState>>,
     headers: HeaderMap,
@@ -267,40 +402,14 @@ pub async fn get_series(
     let keys = selected(&state, &tenant, &params).await?;
     let resolution = Resolution::coarsest_for(step);
 
-    let tables = state.tables.clone();
-    let reads = futures::stream::iter(keys.into_iter().map(|key| {
-        let tables = tables.clone();
-        let tenant = tenant.clone();
-        async move {
-            let fences = series::fences(tables.as_ref(), &tenant, &key).await?;
-            let serving = series::serving(&fences, resolution, from);
-            // Below a fence items may linger until the next sweep round; they are not served.
-            let kept_from = serving.expired_before.map_or(from, |at| at.max(from));
-            let points = if kept_from > to {
-                Vec::new()
-            } else {
-                series::read_range(
-                    tables.as_ref(),
-                    &tenant,
-                    &key,
-                    kept_from,
-                    to,
-                    serving.resolution,
-                )
-                .await?
-            };
-            Ok::<_, Error>(SeriesOut {
-                points: bucketize(&points, step, agg),
-                resolution: Some(serving.resolution),
-                expired_before: serving.expired_before,
-                key,
-            })
-        }
-    }))
-    .buffered(PARALLEL_READS)
-    .collect::<Vec<_>>()
-    .await;
-    let mut out = reads.into_iter().collect::<Result<Vec<_>>>()?;
+    let plan = Plan {
+        from,
+        to,
+        step,
+        agg,
+        resolution,
+    };
+    let mut out = read_all(&state.tables, &tenant, keys, plan).await?;
     if let Some(how) = combine_how {
         let points = combine(&out, how);
         let expired_before = out.iter().filter_map(|series| series.expired_before).max();
@@ -312,16 +421,30 @@ pub async fn get_series(
         }];
     }
     let freshness = freshness_of(&state, &series::Series).await?;
-    Ok(axum::Json(serde_json::json!({
-        "from": from,
-        "to": to,
-        "step_ms": step,
-        "agg": agg,
-        "resolution": resolution,
-        "series": out,
-        "freshness": freshness,
-    }))
-    .into_response())
+    let answer = Answer {
+        agg,
+        freshness: serde_json::to_value(freshness).unwrap_or_default(),
+        from,
+        resolution,
+        series: out,
+        step_ms: step,
+        to,
+    };
+    Ok(axum::Json(answer).into_response())
+}
+
+/// The answer, written straight from these structs rather than through a `serde_json::Value`
+/// tree (an allocation per point). Fields are in alphabetical order, as the `Value` map wrote
+/// them before, so the bytes are what they were.
+#[derive(Serialize)]
+struct Answer {
+    agg: Agg,
+    freshness: serde_json::Value,
+    from: i64,
+    resolution: Resolution,
+    series: Vec<SeriesOut>,
+    step_ms: i64,
+    to: i64,
 }
 
 #[cfg(test)]
@@ -395,6 +518,39 @@ mod tests {
         ];
         assert_eq!(bucketize(&slots, 120_000, Agg::Avg), [(0, 4.0)]);
         assert_eq!(bucketize(&slots, 120_000, Agg::Last), [(0, 10.0)]);
+    }
+
+    #[test]
+    fn time_ordered_points_bucket_as_the_map_does() {
+        // Slots of uneven counts, gaps, empty slots and negative times, over several steps.
+        let points: Vec<SeriesPoint> = (-50..200)
+            .filter(|index| index % 7 != 3)
+            .map(|index: i64| SeriesPoint {
+                t: index * 20_000,
+                count: index.rem_euclid(4) as u64,
+                sum: index as f64 * 1.5,
+                min: index as f64 - 1.0,
+                max: index as f64 + 2.0,
+                last: index as f64,
+            })
+            .collect();
+        let mut shuffled = points.clone();
+        shuffled.reverse();
+        for step in [20_000, 60_000, 3_600_000] {
+            for agg in [
+                Agg::Avg,
+                Agg::Sum,
+                Agg::Min,
+                Agg::Max,
+                Agg::Count,
+                Agg::Last,
+            ] {
+                let expected = bucketize_unordered(&points, step, agg);
+                assert_eq!(bucketize(&points, step, agg), expected, "{step} {agg:?}");
+                // Out of order, the map is used: the same answer.
+                assert_eq!(bucketize(&shuffled, step, agg), expected, "{step} {agg:?}");
+            }
+        }
     }
 
     #[test]

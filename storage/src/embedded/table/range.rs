@@ -77,16 +77,63 @@ pub(crate) fn paginate<I>(pk: &str, limit: usize, entries: I) -> Result<Page>
 where
     I: IntoIterator<Item = Result<(String, Item)>>,
 {
-    let mut items: Vec<(Key, Item)> = Vec::with_capacity(limit.min(1024));
+    let mut pager = Pager::new(pk, limit);
     for entry in entries {
-        let (sk, item) = entry?;
-        if let Some((last, _)) = items.last().filter(|_| items.len() == limit) {
-            let next = Some(cursor::encode(pk, &last.sk));
-            return Ok(Page { items, next });
+        if pager.is_full() {
+            return Ok(pager.finish_before_more());
         }
-        items.push((Key::new(pk, sk), item));
+        let (sk, item) = entry?;
+        pager.push(sk, item);
     }
-    Ok(Page { items, next: None })
+    Ok(pager.finish())
+}
+
+/// A page filled one scanned entry at a time, for a backend that scans in steps (the embedded
+/// one scans the first rows on the caller's thread and may finish on the blocking pool).
+pub(crate) struct Pager {
+    pk: String,
+    limit: usize,
+    items: Vec<(Key, Item)>,
+}
+
+impl Pager {
+    pub(crate) fn new(pk: &str, limit: usize) -> Pager {
+        Pager {
+            pk: pk.to_owned(),
+            limit,
+            items: Vec::with_capacity(limit.min(64)),
+        }
+    }
+
+    /// Holds `limit` items: the next entry, if any, only says that another page follows.
+    pub(crate) fn is_full(&self) -> bool {
+        self.items.len() >= self.limit
+    }
+
+    pub(crate) fn push(&mut self, sk: String, item: Item) {
+        debug_assert!(!self.is_full(), "an entry pushed past the page's limit");
+        self.items.push((Key::new(self.pk.as_str(), sk), item));
+    }
+
+    /// The page when the scan ended.
+    pub(crate) fn finish(self) -> Page {
+        Page {
+            items: self.items,
+            next: None,
+        }
+    }
+
+    /// The page when another entry follows it: its cursor is the last item's sort key.
+    pub(crate) fn finish_before_more(self) -> Page {
+        let next = self
+            .items
+            .last()
+            .map(|(last, _)| cursor::encode(&self.pk, &last.sk));
+        Page {
+            items: self.items,
+            next,
+        }
+    }
 }
 
 /// The smallest string greater than every string starting with `prefix`, when there is one: the
