@@ -59,31 +59,19 @@ async fn run_async(args: &ReprojectArgs) -> Result<()> {
             batch_events: args.batch_events,
             ..Default::default()
         };
-        let cpu_before = procfs::cpu_time(None).unwrap_or_default();
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        let projections = shoal_projector::default_projections()
+        let projections: Vec<_> = shoal_projector::default_projections()
             .into_iter()
             .filter(|projection| {
                 args.projections
                     .split(',')
                     .any(|name| name.trim() == projection.name())
-            });
-        for projection in projections {
-            let (log, tables, config) = (log.clone(), tables.clone(), config.clone());
-            tasks.push(tokio::spawn(async move {
-                shoal_projector::catch_up(log, tables, &[projection], &config).await
-            }));
-        }
-        let mut applied = 0;
-        for task in tasks {
-            applied = applied.max(task.await??);
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let cpu = procfs::cpu_time(None)
-            .unwrap_or_default()
-            .saturating_sub(cpu_before)
-            .as_secs_f64();
+            })
+            .collect();
+        let Replayed {
+            applied,
+            elapsed,
+            cpu,
+        } = replay(&log, &tables, projections, &config).await?;
         drop(tables);
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if applied != records {
@@ -106,6 +94,47 @@ async fn run_async(args: &ReprojectArgs) -> Result<()> {
         median(per_cpu)
     );
     Ok(())
+}
+
+/// What one replay did: records applied (the most any projection applied: each sees every
+/// record), wall seconds and the process's CPU seconds.
+pub(crate) struct Replayed {
+    pub applied: u64,
+    pub elapsed: f64,
+    pub cpu: f64,
+}
+
+/// Replays `log` into `tables` with `projections` side by side, each its own `catch_up`, as the
+/// server runs them.
+pub(crate) async fn replay(
+    log: &Arc<dyn EventLog>,
+    tables: &Arc<dyn Table>,
+    projections: Vec<Arc<dyn shoal_projector::Projection>>,
+    config: &shoal_projector::ProjectorConfig,
+) -> Result<Replayed> {
+    let cpu_before = procfs::cpu_time(None).unwrap_or_default();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for projection in projections {
+        let (log, tables, config) = (log.clone(), tables.clone(), config.clone());
+        tasks.push(tokio::spawn(async move {
+            shoal_projector::catch_up(log, tables, &[projection], &config).await
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        applied = applied.max(task.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = procfs::cpu_time(None)
+        .unwrap_or_default()
+        .saturating_sub(cpu_before)
+        .as_secs_f64();
+    Ok(Replayed {
+        applied,
+        elapsed,
+        cpu,
+    })
 }
 
 /// Opens the log in `dir`, filling it first when it is new. A log left by an earlier run is used

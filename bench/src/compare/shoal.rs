@@ -369,24 +369,17 @@ async fn reproject(
     let log: Arc<dyn EventLog> = embedded.clone();
     let config = shoal_projector::ProjectorConfig::default();
     let tables: Arc<dyn Table> = Arc::new(EmbeddedTables::open(&dir.path().join("all.redb"))?);
-    let cpu_before = procfs::cpu_time(None).unwrap_or_default();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for projection in shoal_projector::default_projections() {
-        let (log, tables, config) = (log.clone(), tables.clone(), config.clone());
-        tasks.push(tokio::spawn(async move {
-            shoal_projector::catch_up(log, tables, &[projection], &config).await
-        }));
-    }
-    let mut applied = 0;
-    for task in tasks {
-        applied = applied.max(task.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = procfs::cpu_time(None)
-        .unwrap_or_default()
-        .saturating_sub(cpu_before)
-        .as_secs_f64();
+    let crate::reproject::Replayed {
+        applied,
+        elapsed,
+        cpu,
+    } = crate::reproject::replay(
+        &log,
+        &tables,
+        shoal_projector::default_projections(),
+        &config,
+    )
+    .await?;
     figures.record(Figure::Reprojection, System::Shoal, round, elapsed);
     figures.record(
         Figure::Projection,

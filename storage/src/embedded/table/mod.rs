@@ -292,14 +292,9 @@ impl PageScan {
 
 /// `key`'s item in `table`, from a fresh snapshot.
 fn read_one(inner: &Inner, table: TableName, key: &Key) -> Result<Option<Item>> {
-    let txn = inner.db.begin_read().map_err(redb_error)?;
-    let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
-    let found = redb_table
-        .get((key.pk.as_str(), key.sk.as_str()))
-        .map_err(redb_error)?;
-    found
-        .map(|guard| codec::decode_item(guard.value(), || inner.location(table, key)))
-        .transpose()
+    Ok(read_many(inner, table, std::slice::from_ref(key))?
+        .pop()
+        .flatten())
 }
 
 /// `keys`' items in `table`, from one snapshot.
