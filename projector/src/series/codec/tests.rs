@@ -1,0 +1,238 @@
+use super::*;
+use proptest::prelude::*;
+
+fn same_points(left: &BTreeMap<i64, f64>, right: &BTreeMap<i64, f64>) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .all(|((t1, v1), (t2, v2))| t1 == t2 && v1.to_bits() == v2.to_bits())
+}
+
+fn same_agg(left: &Agg, right: &Agg) -> bool {
+    left.count == right.count
+        && [left.sum, left.min, left.max, left.last]
+            .iter()
+            .zip([right.sum, right.min, right.max, right.last])
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+fn same_slots(left: &BTreeMap<u32, Agg>, right: &BTreeMap<u32, Agg>) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .all(|((s1, a1), (s2, a2))| s1 == s2 && same_agg(a1, a2))
+}
+
+/// The slots of points, as the projection computes them: one per minute.
+fn minute_slots(points: &BTreeMap<i64, f64>) -> BTreeMap<u32, Agg> {
+    let mut slots: BTreeMap<u32, Agg> = BTreeMap::new();
+    for (&timestamp, &value) in points {
+        let slot = (timestamp / 60_000) as u32;
+        let point = Agg::of_point(value);
+        let merged = slots.get(&slot).map_or(point, |agg| agg.merge(point));
+        slots.insert(slot, merged);
+    }
+    slots
+}
+
+#[test]
+fn regular_integral_points_are_small() {
+    let points: BTreeMap<i64, f64> = (0..3600).map(|s| (s * 1000, (s % 50) as f64)).collect();
+    let bytes = encode_points(0, &points);
+    assert!(bytes.len() < 3600 * 4, "{} bytes", bytes.len());
+    assert_eq!(decode_points(0, &bytes).unwrap(), points);
+}
+
+#[test]
+fn short_decimals_take_the_decimal_format() {
+    // A wave rounded to 0.1, one point a minute: as the comparison's data set.
+    let points: BTreeMap<i64, f64> = (0..60)
+        .map(|m| {
+            let value = 30.0 + 20.0 * (m as f64 / 9.0).sin();
+            (m * 60_000, (value * 10.0).round() / 10.0)
+        })
+        .collect();
+    let v2 = encode_points(0, &points);
+    assert_eq!(v2[0], POINTS_V2);
+    assert_eq!(v2[2], 1, "scale");
+    assert!(v2.len() <= 3 + 60 * 3, "{} bytes", v2.len());
+    let v1 = encode_points_at(0, &points, None);
+    assert!(
+        v1.len() > 2 * v2.len(),
+        "v1 {} bytes, v2 {}",
+        v1.len(),
+        v2.len()
+    );
+    assert!(same_points(&decode_points(0, &v2).unwrap(), &points));
+    assert!(same_points(&decode_points(0, &v1).unwrap(), &points));
+}
+
+#[test]
+fn values_that_are_no_short_decimal_keep_the_bit_format() {
+    for odd in [-0.0, 0.1 + 0.2, 1e300, f64::MIN_POSITIVE, 1.0 / 3.0] {
+        let points: BTreeMap<i64, f64> = [(0, 1.5), (1000, odd)].into_iter().collect();
+        let bytes = encode_points(0, &points);
+        assert_eq!(bytes[0], POINTS_V1, "{odd:e}");
+        assert!(same_points(&decode_points(0, &bytes).unwrap(), &points));
+    }
+}
+
+#[test]
+fn minute_slots_of_single_points_are_small() {
+    let points: BTreeMap<i64, f64> = (0..1440)
+        .map(|m| (m * 60_000, ((m % 97) as f64 * 0.3 * 10.0).round() / 10.0))
+        .collect();
+    let slots = minute_slots(&points);
+    let bytes = encode_slots(&slots);
+    assert_eq!(bytes[0], SLOTS_V2);
+    // 180 bytes of bitmap, then a header byte and one or two bytes of value per slot.
+    assert!(bytes.len() < 1440 * 4, "{} bytes", bytes.len());
+    assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+    assert!(same_slots(
+        &decode_slots(&encode_slots_v1(&slots)).unwrap(),
+        &slots
+    ));
+}
+
+#[test]
+fn hour_slots_keep_inexact_sums_exactly() {
+    let points: BTreeMap<i64, f64> = (0..24 * 60)
+        .map(|m| (m * 60_000, 0.1 * (m % 7) as f64 + 20.3))
+        .map(|(t, v)| (t, (v * 10.0).round() / 10.0))
+        .collect();
+    let mut hours: BTreeMap<u32, Agg> = BTreeMap::new();
+    for (&timestamp, &value) in &points {
+        let slot = (timestamp / 3_600_000) as u32;
+        let point = Agg::of_point(value);
+        let merged = hours.get(&slot).map_or(point, |agg| agg.merge(point));
+        hours.insert(slot, merged);
+    }
+    let bytes = encode_slots(&hours);
+    assert_eq!(bytes[0], SLOTS_V2);
+    assert!(bytes.len() < 24 * 12, "{} bytes", bytes.len());
+    assert!(same_slots(&decode_slots(&bytes).unwrap(), &hours));
+}
+
+#[test]
+fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
+    let slots: BTreeMap<u32, Agg> = [
+        (7, Agg::of_point(1.0 / 3.0)),
+        (
+            700,
+            Agg {
+                count: u64::MAX >> 1,
+                sum: f64::MAX,
+                min: -0.0,
+                max: f64::MIN_POSITIVE,
+                last: 2.5,
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let bytes = encode_slots(&slots);
+    assert_eq!(bytes[..4], [SLOTS_V2, 2, INDEX_DELTAS, 7]);
+    assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+    // A count v2's header cannot hold: written as v1.
+    let huge: BTreeMap<u32, Agg> = [(
+        0,
+        Agg {
+            count: u64::MAX,
+            ..Agg::of_point(1.0)
+        },
+    )]
+    .into_iter()
+    .collect();
+    let bytes = encode_slots(&huge);
+    assert_eq!(bytes[0], SLOTS_V1);
+    assert!(same_slots(&decode_slots(&bytes).unwrap(), &huge));
+    assert_eq!(
+        decode_slots(&encode_slots(&BTreeMap::new())).unwrap(),
+        BTreeMap::new()
+    );
+}
+
+#[test]
+fn garbage_is_an_error() {
+    assert!(decode_points(0, &[]).is_err());
+    assert!(decode_points(0, &[1, 5, 0x80]).is_err());
+    assert!(
+        decode_points(0, &[2, 1, 10, 0, 0]).is_err(),
+        "scale out of range"
+    );
+    assert!(decode_slots(&[1, 1, 0, 1, 0]).is_err());
+    assert!(
+        decode_slots(&[2, 1, 1, 9, 0xff]).is_err(),
+        "bitmap truncated"
+    );
+    assert!(
+        decode_slots(&[2, 1, 1, 8, 3, 0xff, 2, 0]).is_err(),
+        "bitmap holds 2 slots"
+    );
+    assert!(
+        decode_slots(&[2, 1, 0, 0, 11, 2, 0]).is_err(),
+        "unknown mode"
+    );
+    assert!(decode_slots(&[3]).is_err());
+}
+
+proptest! {
+    #[test]
+    fn points_round_trip(start in 0i64..1 << 40, raw in proptest::collection::btree_map(0i64..3_600_000, any::<f64>(), 0..200)) {
+        let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, v)| (start + t, v)).collect();
+        prop_assert!(same_points(&decode_points(start, &encode_points(start, &points)).unwrap(), &points));
+    }
+
+    #[test]
+    fn decimal_points_round_trip(
+        start in 0i64..1 << 40,
+        scale in 0u8..=MAX_SCALE + 2,
+        raw in proptest::collection::btree_map(0i64..3_600_000, -1i64 << 53..1 << 53, 0..200),
+    ) {
+        let power = 10f64.powi(i32::from(scale));
+        let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (start + t, m as f64 / power)).collect();
+        let bytes = encode_points(start, &points);
+        prop_assert!(same_points(&decode_points(start, &bytes).unwrap(), &points));
+        prop_assert!(same_points(&decode_points(start, &encode_points_at(start, &points, None)).unwrap(), &points));
+    }
+
+    #[test]
+    fn slots_round_trip(raw in proptest::collection::btree_map(0u32..1440, (1u64..1000, -1e9f64..1e9), 0..100)) {
+        let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, v))| {
+            (slot, Agg { count, sum: v * count as f64, min: v - 1.0, max: v + 1.0, last: v })
+        }).collect();
+        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+    }
+
+    #[test]
+    fn arbitrary_slots_round_trip(raw in proptest::collection::btree_map(any::<u32>(), (any::<u64>(), any::<[f64; 4]>()), 0..50)) {
+        let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, [sum, min, max, last]))| {
+            (slot, Agg { count, sum, min, max, last })
+        }).collect();
+        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+    }
+
+    #[test]
+    fn rollups_of_decimal_points_round_trip(
+        scale in 0u8..4,
+        raw in proptest::collection::btree_map(0i64..86_400_000, -100_000i64..100_000, 0..400),
+    ) {
+        let power = 10f64.powi(i32::from(scale));
+        let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (t, m as f64 / power)).collect();
+        let slots = minute_slots(&points);
+        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), start in any::<i64>()) {
+        let _ = decode_points(start, &bytes);
+        let _ = decode_slots(&bytes);
+        let mut tagged = bytes.clone();
+        tagged.insert(0, SLOTS_V2);
+        let _ = decode_slots(&tagged);
+        tagged[0] = POINTS_V2;
+        let _ = decode_points(start, &tagged);
+    }
+}
