@@ -19,7 +19,7 @@
 //!   so rewriting one is a no-op.
 //!
 //! Flushes are committed with `transact_relaxed`: the embedded backend then skips the fsync and
-//! syncs a few seconds later at most. A crash can undo only a suffix of what was committed (redb
+//! leaves it to its next durable commit. A crash can undo only a suffix of what was committed (redb
 //! rolls back whole transactions, newest first), so what survives is always a flush with the
 //! checkpoint that covers it, and the worker replays the rest from the log, as after any crash.
 //!

@@ -11,9 +11,10 @@
 //!   committing a flush and its checkpoint in one `transact`;
 //! - every write is on disk ([`Durability::Immediate`], fsync) before the call returns, except
 //!   `transact_relaxed`: a projector flush, which the log can always make again, is committed
-//!   without an fsync and made durable by a later commit, at most `commit::SYNC_INTERVAL` later
-//!   (or at close). redb undoes only whole transactions, newest first, so a crash loses a suffix
-//!   of flushes and never keeps a checkpoint without its items;
+//!   without an fsync and made durable by the next durable commit: any write that asks for it,
+//!   the first group once `commit::SYNC_INTERVAL` has passed, or the close. A crash before that
+//!   undoes it; redb undoes only whole transactions, newest first, so a crash loses a suffix of
+//!   flushes and never keeps a checkpoint without its items;
 //! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
 //! - redb is blocking. Writes run on tokio's blocking pool (`spawn_blocking`) and are
 //!   group-committed (`commit`): the calls that arrive during a commit share the next
