@@ -75,6 +75,17 @@ pub struct ReprojectArgs {
     /// Commit every projector flush durably (fsync), as before relaxed flushes: the A/B baseline.
     #[arg(long)]
     pub durable_flushes: bool,
+    /// How far behind its head a worker must be to fold several reads into one flush. The
+    /// bench's log is appended in seconds, so its events look recent: 0 replays it as the
+    /// history of a real rebuild (days behind) is replayed.
+    #[arg(long, default_value_t = shoal_projector::DEFAULT_FOLD_AHEAD_LAG.as_millis() as u64)]
+    pub fold_ahead_lag_ms: u64,
+    /// Items a folded-ahead batch may hold before it flushes (0: never fold ahead).
+    #[arg(long, default_value_t = shoal_projector::DEFAULT_FOLD_AHEAD_ITEMS)]
+    pub fold_ahead_items: usize,
+    /// Longest a worker folds ahead before it flushes, in milliseconds.
+    #[arg(long, default_value_t = shoal_projector::DEFAULT_FOLD_AHEAD_TIME.as_millis() as u64)]
+    pub fold_ahead_time_ms: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -57,6 +57,9 @@ async fn run_async(args: &ReprojectArgs) -> Result<()> {
         }
         let config = shoal_projector::ProjectorConfig {
             batch_events: args.batch_events,
+            fold_ahead_lag: std::time::Duration::from_millis(args.fold_ahead_lag_ms),
+            fold_ahead_items: args.fold_ahead_items,
+            fold_ahead_time: std::time::Duration::from_millis(args.fold_ahead_time_ms),
             ..Default::default()
         };
         let projections: Vec<_> = shoal_projector::default_projections()

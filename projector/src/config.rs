@@ -15,6 +15,13 @@ pub const DEFAULT_BATCH_EVENTS: usize = 20_000;
 pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A worker at least this far behind its shard's head folds more reads into one flush.
+pub const DEFAULT_FOLD_AHEAD_LAG: Duration = Duration::from_secs(5);
+/// Bounds of one folded-ahead flush. The items bound is what holds memory down: a staged
+/// archive item is an event's JSON (about 1 KB), so 100,000 items is about 100 MB per worker.
+pub const DEFAULT_FOLD_AHEAD_EVENTS: usize = 1_000_000;
+pub const DEFAULT_FOLD_AHEAD_ITEMS: usize = 100_000;
+pub const DEFAULT_FOLD_AHEAD_TIME: Duration = Duration::from_secs(10);
 
 /// Settings shared by every worker of a projector.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -37,6 +44,18 @@ pub struct ProjectorConfig {
     /// Segments of the archive scan when seeding; a segment of one shard is held in memory at
     /// a time, so more segments mean less memory.
     pub seed_segments: u32,
+    /// A worker at least this far behind the head of its shard (the backend's `millis_behind`)
+    /// keeps reading into the batch it is folding, within the three bounds below, before it
+    /// flushes: see `Worker::fold_ahead`.
+    #[serde(with = "duration_millis")]
+    pub fold_ahead_lag: Duration,
+    /// At most this many events in one folded-ahead flush (0: never fold ahead).
+    pub fold_ahead_events: usize,
+    /// No further read once the batch holds this many items.
+    pub fold_ahead_items: usize,
+    /// No further read after this long.
+    #[serde(with = "duration_millis")]
+    pub fold_ahead_time: Duration,
 }
 
 impl Default for ProjectorConfig {
@@ -49,6 +68,10 @@ impl Default for ProjectorConfig {
             poison_attempts: 2,
             seed_from_archive: false,
             seed_segments: 16,
+            fold_ahead_lag: DEFAULT_FOLD_AHEAD_LAG,
+            fold_ahead_events: DEFAULT_FOLD_AHEAD_EVENTS,
+            fold_ahead_items: DEFAULT_FOLD_AHEAD_ITEMS,
+            fold_ahead_time: DEFAULT_FOLD_AHEAD_TIME,
         }
     }
 }

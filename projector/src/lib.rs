@@ -32,7 +32,10 @@ pub mod telemetry;
 mod worker;
 
 pub use checkpoint::Checkpoint;
-pub use config::{DEFAULT_BATCH_EVENTS, ProjectorConfig};
+pub use config::{
+    DEFAULT_BATCH_EVENTS, DEFAULT_FOLD_AHEAD_EVENTS, DEFAULT_FOLD_AHEAD_ITEMS,
+    DEFAULT_FOLD_AHEAD_LAG, DEFAULT_FOLD_AHEAD_TIME, ProjectorConfig,
+};
 pub use deadletter::DeadLetter;
 pub use engine::{Ownership, Projector, ProjectorHandle, redrive};
 pub use error::{Error, PoisonError, Result};

@@ -25,6 +25,7 @@ use crate::{PoisonError, Result};
 use shoal_schemas::{Event, Position, ShardId};
 use shoal_storage::{Item, Key, TableName};
 use std::any::Any;
+use std::sync::Arc;
 // The cache is hashed once per event per item (and SipHash showed in profiles): foldhash is
 // several times cheaper, and the keys come from our own log, not from an attacker choosing
 // collisions.
@@ -85,7 +86,9 @@ pub(crate) struct Entry {
     /// `pos` as loaded; `None` when the item did not exist (or predates positions).
     pub stored_pos: Option<String>,
     /// `pos` of the last event applied in this batch; `Some` means the item must be written.
-    pub new_pos: Option<String>,
+    /// Shared with the cache's current position: an event touching several items costs one
+    /// allocation, not one per item.
+    pub new_pos: Option<Arc<str>>,
 }
 
 /// The write-back cache of one batch: many events, one write per item.
@@ -94,7 +97,7 @@ pub struct Cache {
     /// Blind puts (content fully determined by the event, so rewriting is a no-op).
     puts: HashMap<(TableName, Key), Item>,
     /// The sortable position of the event being folded.
-    current: String,
+    current: Arc<str>,
     /// Re-drive of a dead letter: apply even where an item's `pos` is newer, and keep that `pos`.
     redrive: bool,
     /// The shard the events come from.
@@ -107,7 +110,7 @@ impl Cache {
         Cache {
             entries: HashMap::with_capacity_and_hasher(items, Default::default()),
             puts: HashMap::default(),
-            current: String::new(),
+            current: Arc::from(""),
             redrive,
             shard,
         }
@@ -129,8 +132,21 @@ impl Cache {
         );
     }
 
+    pub(crate) fn contains(&self, key: &Key) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    pub(crate) fn reserve(&mut self, items: usize) {
+        self.entries.reserve(items);
+    }
+
+    /// Items held: read-modify-write states and staged puts.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() + self.puts.len()
+    }
+
     pub(crate) fn begin_event(&mut self, position: &Position) {
-        self.current = position.sortable();
+        self.current = Arc::from(position.sortable());
     }
 
     /// The state of `key` to apply the current event to, or `None` when the item already holds
@@ -140,20 +156,18 @@ impl Cache {
         debug_assert!(entry.state.is::<T>(), "state type mismatch for {key:?}");
         if !self.redrive
             && let Some(stored) = &entry.stored_pos
-            && stored.as_str() >= self.current.as_str()
+            && stored.as_str() >= &*self.current
         {
             return None;
         }
         if !self.redrive {
-            entry.new_pos = Some(self.current.clone());
+            entry.new_pos = Some(Arc::clone(&self.current));
         } else {
             // Keep the item's position: a re-driven event is older than what the item holds.
-            entry.new_pos = Some(
-                entry
-                    .stored_pos
-                    .clone()
-                    .unwrap_or_else(|| self.current.clone()),
-            );
+            entry.new_pos = Some(match &entry.stored_pos {
+                Some(stored) => Arc::from(stored.as_str()),
+                None => Arc::clone(&self.current),
+            });
         }
         entry.state.downcast_mut::<T>()
     }
@@ -223,6 +237,9 @@ mod tests {
         cache.begin_event(&at(3));
         assert!(cache.get_mut::<u32>(&key).is_some());
         let (entries, _) = cache.into_parts();
-        assert_eq!(entries[&key].new_pos, Some(at(10).sortable()));
+        assert_eq!(
+            entries[&key].new_pos.as_deref(),
+            Some(at(10).sortable().as_str())
+        );
     }
 }

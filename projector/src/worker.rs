@@ -47,77 +47,145 @@ pub(crate) async fn fold_records(
     poison_attempts: u32,
     redrive: bool,
 ) -> Result<Folded> {
-    let mut keys = Vec::new();
-    for record in records {
-        for event in &record.events {
-            projection.keys(event, &mut keys);
+    let mut folding = Folding::new(projection, shard, after, poison_attempts, redrive);
+    folding.add(tables, records).await?;
+    folding.finish()
+}
+
+/// A batch being folded: one write-back cache fed by one read or more, flushed once. Folding
+/// several reads before one flush is what makes a rebuild cheap: an item touched all over the
+/// log (an entity's state, a series' day) is written once per flush, not once per read.
+pub(crate) struct Folding<'a> {
+    projection: &'a dyn Projection,
+    shard: &'a ShardId,
+    cache: Cache,
+    poison_attempts: u32,
+    applied: u64,
+    dead: Vec<DeadLetter>,
+    /// Where the batch starts: the `after` of a dead letter that is the batch's first event.
+    after: Option<Position>,
+    last: Option<(Position, i64, i64)>,
+}
+
+impl<'a> Folding<'a> {
+    pub(crate) fn new(
+        projection: &'a dyn Projection,
+        shard: &'a ShardId,
+        after: Option<&Position>,
+        poison_attempts: u32,
+        redrive: bool,
+    ) -> Self {
+        Folding {
+            projection,
+            shard,
+            cache: Cache::with_capacity(shard.clone(), redrive, 0),
+            poison_attempts,
+            applied: 0,
+            dead: Vec::new(),
+            after: after.cloned(),
+            last: None,
         }
     }
-    let unique: Vec<Key> = keys
-        .into_iter()
-        .collect::<foldhash::HashSet<_>>()
-        .into_iter()
-        .collect();
-    let mut cache = Cache::with_capacity(shard.clone(), redrive, unique.len());
-    for chunk in unique.chunks(LOAD_CHUNK) {
-        let items = tables.batch_get(projection.table(), chunk).await?;
-        for (key, item) in chunk.iter().zip(items) {
-            let state = projection.decode(key, item.as_ref())?;
-            let stored_pos = item
-                .as_ref()
-                .and_then(|item| item.get(crate::projection::POS_ATTRIBUTE))
-                .and_then(|value| value.as_str())
-                .map(str::to_owned);
-            cache.insert(key.clone(), state, stored_pos);
-        }
+
+    /// Events folded or dead-lettered so far.
+    pub(crate) fn events(&self) -> u64 {
+        self.applied + self.dead.len() as u64
     }
-    let mut applied = 0u64;
-    let mut dead = Vec::new();
-    let mut previous = after.cloned();
-    let mut last = None;
-    for record in records {
-        for (position, event) in record.positioned() {
-            cache.begin_event(&position);
-            let mut outcome = projection.fold(event, &position, &mut cache);
-            let mut attempts = 1;
-            while outcome.is_err() && attempts < poison_attempts {
-                attempts += 1;
-                outcome = projection.fold(event, &position, &mut cache);
+
+    /// Items held in the cache: what bounds the memory of a folded-ahead batch.
+    pub(crate) fn items(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The position of the last event folded.
+    pub(crate) fn last_position(&self) -> Option<&Position> {
+        self.last.as_ref().map(|(position, _, _)| position)
+    }
+
+    /// Loads the items `records` touch that the cache does not hold yet (a held item may be
+    /// ahead of its stored copy), then folds every event into them, in log order. Returns how
+    /// many items the cache gained.
+    pub(crate) async fn add(&mut self, tables: &dyn Table, records: &[LogRecord]) -> Result<usize> {
+        let before = self.cache.len();
+        let projection = self.projection;
+        let mut keys = Vec::new();
+        for record in records {
+            for event in &record.events {
+                projection.keys(event, &mut keys);
             }
-            match outcome {
-                Ok(()) => applied += 1,
-                Err(poison) => {
-                    tracing::warn!(projection = projection.name(), %shard, %position, error = %poison, "dead-lettering an event");
-                    dead.push(DeadLetter {
-                        projection: projection.name().to_owned(),
-                        version: projection.version(),
-                        shard: shard.clone(),
-                        position: position.clone(),
-                        after: previous.clone(),
-                        event_id: event.id.to_string(),
-                        tenant: event.tenant.clone(),
-                        error: poison.to_string(),
-                        attempts,
-                        time: now_millis(),
-                    });
+        }
+        let missing: Vec<Key> = keys
+            .into_iter()
+            .filter(|key| !self.cache.contains(key))
+            .collect::<foldhash::HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.cache.reserve(missing.len());
+        for chunk in missing.chunks(LOAD_CHUNK) {
+            let items = tables.batch_get(projection.table(), chunk).await?;
+            for (key, item) in chunk.iter().zip(items) {
+                let state = projection.decode(key, item.as_ref())?;
+                let stored_pos = item
+                    .as_ref()
+                    .and_then(|item| item.get(crate::projection::POS_ATTRIBUTE))
+                    .and_then(|value| value.as_str())
+                    .map(str::to_owned);
+                self.cache.insert(key.clone(), state, stored_pos);
+            }
+        }
+        for record in records {
+            for (position, event) in record.positioned() {
+                self.cache.begin_event(&position);
+                let mut outcome = projection.fold(event, &position, &mut self.cache);
+                let mut attempts = 1;
+                while outcome.is_err() && attempts < self.poison_attempts {
+                    attempts += 1;
+                    outcome = projection.fold(event, &position, &mut self.cache);
                 }
+                match outcome {
+                    Ok(()) => self.applied += 1,
+                    Err(poison) => {
+                        tracing::warn!(projection = projection.name(), shard = %self.shard, %position, error = %poison, "dead-lettering an event");
+                        self.dead.push(DeadLetter {
+                            projection: projection.name().to_owned(),
+                            version: projection.version(),
+                            shard: self.shard.clone(),
+                            position: position.clone(),
+                            after: self
+                                .last
+                                .as_ref()
+                                .map(|(previous, _, _)| previous)
+                                .or(self.after.as_ref())
+                                .cloned(),
+                            event_id: event.id.to_string(),
+                            tenant: event.tenant.clone(),
+                            error: poison.to_string(),
+                            attempts,
+                            time: now_millis(),
+                        });
+                    }
+                }
+                self.last = Some((position, event.timestamp, event.received_at));
             }
-            last = Some((position.clone(), event.timestamp, event.received_at));
-            previous = Some(position);
         }
+        Ok(self.cache.len() - before)
     }
-    projection.finish(&mut cache)?;
-    let mut flush = flush::build(projection, cache)?;
-    let dead_letters = dead.len() as u64;
-    flush
-        .units
-        .extend(dead.iter().map(|letter| vec![letter.put_op()]));
-    Ok(Folded {
-        flush,
-        applied,
-        dead_letters,
-        last,
-    })
+
+    /// Completes derived state and builds the flush, dead letters included.
+    pub(crate) fn finish(mut self) -> Result<Folded> {
+        self.projection.finish(&mut self.cache)?;
+        let mut flush = flush::build(self.projection, self.cache)?;
+        let dead_letters = self.dead.len() as u64;
+        flush
+            .units
+            .extend(self.dead.iter().map(|letter| vec![letter.put_op()]));
+        Ok(Folded {
+            flush,
+            applied: self.applied,
+            dead_letters,
+            last: self.last,
+        })
+    }
 }
 
 /// Applies every projection to every shard until each is caught up, without retries: the first
@@ -357,6 +425,47 @@ impl Worker {
         Ok(())
     }
 
+    /// While the shard is far behind its head (a rebuild, or a restart after a long stop),
+    /// folds further reads into the same batch, so each item is written once for many reads.
+    /// Bounded by events, by items held (memory) and by time (how much work a crash can cost,
+    /// and how long the read model shows no progress), and it stops after a read that touched
+    /// mostly items the batch did not hold yet. A worker near the head never waits here, so
+    /// freshness is untouched in the normal regime.
+    async fn fold_ahead(
+        &self,
+        folding: &mut Folding<'_>,
+        mut millis_behind: Option<u64>,
+    ) -> Result<()> {
+        let config = &self.config;
+        let started = std::time::Instant::now();
+        let lag = u64::try_from(config.fold_ahead_lag.as_millis()).unwrap_or(u64::MAX);
+        while millis_behind.is_some_and(|behind| behind >= lag)
+            && folding.events() < config.fold_ahead_events as u64
+            && folding.items() < config.fold_ahead_items
+            && started.elapsed() < config.fold_ahead_time
+        {
+            let Some(after) = folding.last_position().cloned() else {
+                break;
+            };
+            let next = self
+                .log
+                .read(&self.shard, Some(&after), config.batch_events)
+                .await?;
+            self.live.record_read(&self.shard, next.millis_behind);
+            if next.event_count() == 0 {
+                break;
+            }
+            let added = folding.add(self.tables.as_ref(), &next.records).await?;
+            millis_behind = next.millis_behind;
+            // A read that brought mostly new items (the archive: one per event) gains nothing
+            // from sharing a flush: it only makes the flush bigger.
+            if added.saturating_mul(2) > next.event_count() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
         if current.finished {
             return Ok(Step::Finished);
@@ -388,16 +497,17 @@ impl Worker {
             *current = finished;
             return Ok(Step::Finished);
         }
-        let folded = fold_records(
+        let mut folding = Folding::new(
             self.projection.as_ref(),
-            self.tables.as_ref(),
             &self.shard,
             current.position.as_ref(),
-            &batch.records,
             self.config.poison_attempts,
             false,
-        )
-        .await?;
+        );
+        folding.add(self.tables.as_ref(), &batch.records).await?;
+        drop(batch.records);
+        self.fold_ahead(&mut folding, batch.millis_behind).await?;
+        let folded = folding.finish()?;
         let Some((position, timestamp, received_at)) = folded.last else {
             return Ok(Step::CaughtUp);
         };

@@ -93,6 +93,7 @@ proptest! {
         batch in 1usize..12,
         small in any::<bool>(),
         faults in proptest::collection::vec((1u64..6, any::<bool>()), 0..6),
+        fold_ahead in any::<bool>(),
     ) {
         run(async move {
             let dir = tempfile::tempdir().unwrap();
@@ -100,14 +101,31 @@ proptest! {
             let projections = shoal_projector::default_projections();
             let max_ops = if small { 5 } else { usize::MAX };
             let incremental = Arc::new(TestTables::new(max_ops));
-            let config = ProjectorConfig { batch_events: batch, ..ProjectorConfig::default() };
+            // Folding ahead (several reads per flush) whenever behind at all, within bounds
+            // small enough that a run flushes several folded-ahead batches.
+            let config = if fold_ahead {
+                ProjectorConfig {
+                    batch_events: batch,
+                    fold_ahead_lag: Duration::ZERO,
+                    fold_ahead_events: batch * 3,
+                    fold_ahead_items: 40,
+                    ..ProjectorConfig::default()
+                }
+            } else {
+                ProjectorConfig { batch_events: batch, ..ProjectorConfig::default() }
+            };
             let mut faults = faults.into_iter();
             let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(events.len())).collect();
             bounds.sort_unstable();
             bounds.push(events.len());
             let mut start = 0;
             for end in bounds {
-                log.append(events[start..end].to_vec()).await.unwrap();
+                // One record per event when folding ahead, so that reads stop at the batch size
+                // and there is something left to read ahead.
+                let piece = if fold_ahead { 1 } else { usize::MAX };
+                for events in events[start..end].chunks(piece) {
+                    log.append(events.to_vec()).await.unwrap();
+                }
                 start = end;
                 // Restart (a fresh catch-up from the stored checkpoints) until one run succeeds.
                 loop {

@@ -183,8 +183,11 @@ async fn a_rebuild_interrupted_by_failures_equals_an_uninterrupted_one() {
         log.append(chunk.to_vec()).await.unwrap();
     }
     let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(Scores::new("acme", 1, rules(V1)))];
+    // Small flushes, so there are many to interrupt; each folds up to three reads ahead.
     let config = ProjectorConfig {
         batch_events: 50,
+        fold_ahead_lag: std::time::Duration::ZERO,
+        fold_ahead_events: 150,
         ..ProjectorConfig::default()
     };
     let clean = Arc::new(TestTables::new(usize::MAX));

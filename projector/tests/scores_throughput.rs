@@ -4,7 +4,10 @@
 //!
 //! The workload: `entities` customers over 90 days, a login/view/export mix, one identify each
 //! (plan and seats); rules with every condition kind that reads events or traits.
-//! `SHOAL_BENCH_BATCH` sets the events folded per flush (default 50,000).
+//! `SHOAL_BENCH_BATCH` sets the events read per batch (default 50,000).
+//! `SHOAL_BENCH_FOLD_AHEAD_ITEMS` bounds the items of a folded-ahead flush (0: each read is
+//! flushed alone). The log here is appended in seconds, so its events look recent: the fold
+//! ahead lag is 0, as for the history a real rebuild replays.
 
 mod common;
 
@@ -91,6 +94,11 @@ async fn scores_rebuild_and_sweep() {
         Arc::new(EmbeddedTables::open(&dir.path().join("tables.redb")).unwrap());
     let config = ProjectorConfig {
         batch_events: env("SHOAL_BENCH_BATCH", 50_000),
+        fold_ahead_lag: std::time::Duration::ZERO,
+        fold_ahead_items: env(
+            "SHOAL_BENCH_FOLD_AHEAD_ITEMS",
+            shoal_projector::DEFAULT_FOLD_AHEAD_ITEMS,
+        ),
         ..ProjectorConfig::default()
     };
     let projection: Arc<dyn Projection> = scores.clone();
