@@ -20,6 +20,10 @@
 //!
 //! Every run is bounded in time and stops by itself; a second Ctrl-C is never needed.
 
+// The server's allocator, so that in-process figures (`reproject`, `search`) match the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod client;
 mod compare;
