@@ -2,9 +2,10 @@
 //!
 //! Each shard has one dedicated OS thread fed by a bounded channel. It blocks for the first
 //! request, then takes every request already waiting (up to [`MAX_DRAIN_EVENTS`]), drops
-//! duplicates, encodes the rest into one block (several when they exceed the block cap), writes
-//! them with one positional write per segment, syncs once, publishes the new durable head, and
-//! only then answers every request. One fsync thus covers every append that arrived while the
+//! duplicates, concatenates the encodings of the rest (the appenders encoded them) into one
+//! block (several when they exceed the block cap), compresses and writes them with one
+//! positional write per segment, syncs once, publishes the new durable head, and only then
+//! answers every request. One fsync thus covers every append that arrived while the
 //! previous one ran, which is where the throughput comes from.
 //!
 //! Invariants:
@@ -25,8 +26,7 @@ use super::dedup::{DedupWindow, FingerprintSet};
 use super::meta::sync_dir;
 use super::segment::{self, FRAME_HEADER_LEN};
 use super::shard::{Head, LastBlock, OpenedShard, Segment, ShardShared};
-use crate::{AppendOutcome, Error, Result};
-use shoal_schemas::{Event, Position, Sequence};
+use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -38,14 +38,35 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// latency of one commit; the rest go in the next commit, right after.
 pub const MAX_DRAIN_EVENTS: usize = 64 * 1024;
 
-/// One append call's events for this shard, and where to send their outcomes (in order).
+/// One append call's events for this shard, already encoded, and where to send where each went
+/// (in order).
+///
+/// The appender encodes (on its own thread, where the events were made and are freed), so this
+/// thread, the shard's only serial stage, only concatenates, compresses and writes.
 pub struct AppendRequest {
-    pub events: Vec<Event>,
-    /// Per event, its dedup fingerprint, or `None` when the window does not apply to it (a
-    /// server-minted id, or dedup is off). Computed by the appender, off this thread.
-    pub fingerprints: Vec<Option<u64>>,
-    pub reply: oneshot::Sender<Result<Vec<AppendOutcome>>>,
+    /// The postcard encodings of the events ([`codec::encode_event`]), back to back.
+    pub encoded: Vec<u8>,
+    /// Per event, in the order of `encoded`.
+    pub events: Vec<EncodedEvent>,
+    pub reply: oneshot::Sender<Result<Vec<Placement>>>,
 }
+
+/// What the writer needs to know of one encoded event besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedEvent {
+    /// The length of its encoding in [`AppendRequest::encoded`]; at most
+    /// [`codec::MAX_BLOCK_RAW_BYTES`].
+    pub len: u32,
+    pub received_at: i64,
+    /// Its dedup fingerprint, or `None` when the window does not apply to it (a server-minted
+    /// id, or dedup is off). Computed by the appender, off this thread.
+    pub fingerprint: Option<u64>,
+}
+
+/// Where one event of a request went: `None` when it was a duplicate, else its block's logical
+/// start (the block's `Sequence`) and its index in the block. Plain numbers, so answering
+/// allocates nothing per event; the appender builds the positions.
+pub type Placement = Option<(u64, u32)>;
 
 /// Settings the writer needs from the log's config.
 #[derive(Clone, Copy, Debug)]
@@ -72,10 +93,18 @@ struct Plan {
 }
 
 /// A block being filled: the concatenated encodings of its events.
-#[derive(Default)]
 struct RawBlock {
     count: u32,
     bytes: Vec<u8>,
+}
+
+impl RawBlock {
+    fn with_capacity(bytes: usize) -> Self {
+        RawBlock {
+            count: 0,
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
 }
 
 pub struct Writer {
@@ -170,8 +199,8 @@ impl Writer {
         }
     }
 
-    /// Encodes, writes and syncs the requests' new events; the outcomes per request.
-    fn write(&mut self, requests: &[AppendRequest]) -> std::io::Result<Vec<Vec<AppendOutcome>>> {
+    /// Compresses, writes and syncs the requests' new events; where each went, per request.
+    fn write(&mut self, requests: &[AppendRequest]) -> std::io::Result<Vec<Vec<Placement>>> {
         let plan = self.plan(requests)?;
         let mut starts = Vec::with_capacity(plan.blocks.len());
         if let Some(last) = plan.blocks.last() {
@@ -200,7 +229,7 @@ impl Writer {
             tracing::trace!(
                 shard = self.shared.index,
                 requests = requests.len(),
-                events = plan.blocks.iter().map(|block| block.count).sum::<u32>(),
+                events,
                 blocks = plan.blocks.len(),
                 end,
                 "group commit"
@@ -213,11 +242,8 @@ impl Writer {
                 slots
                     .into_iter()
                     .map(|slot| match slot {
-                        Slot::Duplicate => AppendOutcome::Duplicate,
-                        Slot::Stored { block, index } => AppendOutcome::Stored(Position::new(
-                            Sequence::from_u64(starts[block]),
-                            index,
-                        )),
+                        Slot::Duplicate => None,
+                        Slot::Stored { block, index } => Some((starts[block], index)),
                     })
                     .collect()
             })
@@ -234,13 +260,22 @@ impl Writer {
             stored: Vec::new(),
             newest_received_at: None,
         };
-        let mut current = RawBlock::default();
-        let mut scratch = Vec::new();
+        let raw_len: usize = requests.iter().map(|request| request.encoded.len()).sum();
+        // Blocks are sized up front (duplicates aside), so filling them never reallocates.
+        let mut unplanned = raw_len;
+        let mut current = RawBlock::with_capacity(raw_len.min(codec::MAX_BLOCK_RAW_BYTES));
         for request in requests {
             let mut slots = Vec::with_capacity(request.events.len());
-            debug_assert_eq!(request.events.len(), request.fingerprints.len());
-            for (event, fingerprint) in request.events.iter().zip(&request.fingerprints) {
-                if let Some(fingerprint) = *fingerprint
+            let mut rest = request.encoded.as_slice();
+            for event in &request.events {
+                let Some((bytes, tail)) = rest.split_at_checked(event.len as usize) else {
+                    return Err(std::io::Error::other(
+                        "an append request's encoded events are shorter than their lengths",
+                    ));
+                };
+                rest = tail;
+                unplanned -= bytes.len();
+                if let Some(fingerprint) = event.fingerprint
                     && self.dedup.enabled()
                 {
                     // `insert` is false for a second copy inside this very drain.
@@ -252,14 +287,14 @@ impl Writer {
                     }
                     plan.stored.push((fingerprint, event.received_at));
                 }
-                scratch.clear();
-                codec::encode_event(event, &mut scratch).map_err(std::io::Error::other)?;
                 if current.count > 0
-                    && current.bytes.len() + scratch.len() > codec::MAX_BLOCK_RAW_BYTES
+                    && current.bytes.len() + bytes.len() > codec::MAX_BLOCK_RAW_BYTES
                 {
-                    plan.blocks.push(std::mem::take(&mut current));
+                    let left = bytes.len() + unplanned;
+                    let next = RawBlock::with_capacity(left.min(codec::MAX_BLOCK_RAW_BYTES));
+                    plan.blocks.push(std::mem::replace(&mut current, next));
                 }
-                current.bytes.extend_from_slice(&scratch);
+                current.bytes.extend_from_slice(bytes);
                 slots.push(Slot::Stored {
                     block: plan.blocks.len(),
                     index: current.count,
@@ -267,6 +302,7 @@ impl Writer {
                 current.count += 1;
                 plan.newest_received_at = plan.newest_received_at.max(Some(event.received_at));
             }
+            debug_assert!(rest.is_empty(), "stray bytes after a request's events");
             plan.slots.push(slots);
         }
         if current.count > 0 {
