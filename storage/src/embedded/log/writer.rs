@@ -130,7 +130,7 @@ impl Writer {
             active: opened.active,
             active_len: opened.active_len,
             dedup: opened.dedup,
-            encoder: BlockEncoder::new(settings.compression_level)?,
+            encoder: BlockEncoder::for_log(settings.compression_level)?,
             newest_received_at: opened.newest_received_at,
             failure: None,
             _lock: lock,
