@@ -100,12 +100,13 @@ impl BlockEncoder {
     }
 
     /// For the embedded log's writer: at the default level (1) or below, large blocks use
-    /// [`LARGE_BLOCK_LEVEL`] (a faster level). A large block holds enough repetition that even
-    /// the fast level keeps the log far under its 100 bytes per event (measured on the ingest
-    /// bench's events: 30 → 36 B per event, for about a fifth less compression work), while compression is most of the writer thread's
-    /// work, and that thread is the shard's serial stage. Small blocks (single-event requests)
-    /// keep `level`: they are where the bytes per event are close to the budget. A level above
-    /// the default is an operator's choice of size over speed, and applies to every block.
+    /// [`LARGE_BLOCK_LEVEL`], a faster level. Compression is most of the writer thread's work,
+    /// and that thread is the shard's serial stage; a large block holds enough repetition that
+    /// even the fast level keeps the log far under its 100 bytes per event (measured on the
+    /// ingest bench's events: 30 → 36 B per event, for about a quarter less compression work).
+    /// Small blocks (single-event requests) keep `level`: they are where the bytes per event
+    /// are close to the budget. A level above the default is an operator's choice of size over
+    /// speed, and applies to every block.
     pub fn for_log(level: i32) -> std::io::Result<Self> {
         let mut encoder = BlockEncoder::new(level)?;
         if level <= 1 {
