@@ -268,7 +268,7 @@ impl Default for LogSettings {
             shards: 4,
             segment_mib: 128,
             preallocate_mib: 8,
-            group_commit_linger_micros: 150,
+            group_commit_linger_micros: 0,
             sync: SyncSetting::Always,
             dedup_window_hours: 24,
             dedup_capacity_per_shard: 500_000,
