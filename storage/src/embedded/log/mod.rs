@@ -23,7 +23,8 @@
 //!   event that is not in the log or, as `Duplicate`, already was;
 //! - readers see only what the writer has published as durable, so they never see a partial
 //!   block, and `wait_for` is woken by that publication (a watch channel), not by polling;
-//! - nothing is rewritten: recovery only cuts a torn tail off the final segment.
+//! - nothing is rewritten: recovery only cuts a torn tail off the final segment (zeros after
+//!   the last frame are the pre-allocated, unwritten part of the active segment, not a tear).
 //!
 //! An `append` spanning several shards is not atomic: if one shard fails after another stored
 //! its part, the call fails and a retry stores the rest (the stored part comes back
