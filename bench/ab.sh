@@ -22,6 +22,7 @@ mkdir -p "$out"
 
 run() {
     local label=$1 binary=$2
+    shift 2
     "$bench" ingest --spawn "$binary" --json "$@" | grep '^{' | tail -n1 >>"$out/$label.jsonl"
 }
 

@@ -18,6 +18,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// The disk's fdatasync latency, appending vs overwriting a pre-zeroed file.
     Fsync(FsyncArgs),
+    /// Single-event durable appends straight into an embedded log in this process (no HTTP).
+    LogAppend(LogAppendArgs),
     /// The search index in-process: indexing rate, query latency, new-event-searchable latency.
     Search(SearchArgs),
     /// The read side over HTTP: query latency per shape, and ingest→queryable under load.
@@ -218,6 +220,26 @@ pub struct SearchArgs {
     /// New events whose time to searchable is measured.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub fresh_samples: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogAppendArgs {
+    /// Directory on the file system to test (a temporary log is made and removed there).
+    #[arg(long, default_value = "/tmp")]
+    pub dir: PathBuf,
+    /// Concurrent appenders, each in a closed loop of one-event appends.
+    #[arg(long, default_value_t = 64)]
+    pub appenders: usize,
+    #[arg(long, default_value_t = 4)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// The log's `preallocate_bytes`, in KiB (0: grow the file with every commit).
+    #[arg(long, default_value_t = 8192)]
+    pub preallocate_kib: u64,
+    /// The log's `group_commit_linger`, in µs (0: commit at once).
+    #[arg(long, default_value_t = 150)]
+    pub linger_micros: u64,
 }
 
 #[derive(Args, Debug, Clone)]

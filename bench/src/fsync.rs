@@ -43,7 +43,9 @@ fn measure(path: &Path, size: usize, writes: usize, prefill: bool) -> Result<His
         zero_fill(&mut file, size * writes)?;
     }
     let block = vec![0xa5u8; size];
-    let mut latencies = Histogram::<u64>::new(3).context("creating a histogram")?;
+    // Bounded explicitly: `new` starts at a range that `saturating_record` clamps to ~2 ms.
+    let mut latencies =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("creating a histogram")?;
     for index in 0..writes {
         file.write_all_at(&block, (index * size) as u64)?;
         let started = Instant::now();

@@ -113,10 +113,11 @@ fn spawned_run(
     let pid = server.pid();
     let (stats, mut outside, window) =
         runtime.block_on(load(target, Arc::clone(bodies), args, Some(pid)))?;
-    // Every acknowledged event is durable, so the log's size is final before the stop.
-    outside.log_bytes = procfs::dir_bytes(&server.data_path().join("log")).ok();
     outside.peak_rss_bytes = procfs::proc_status_bytes(pid, "VmHWM");
     server.stop()?;
+    // Measured after the stop: a running log keeps zeros written ahead of its frames in each
+    // shard's active segment, which a graceful stop cuts off; the frames are the log's size.
+    outside.log_bytes = procfs::dir_bytes(&server.data_path().join("log")).ok();
     if args.keep_data {
         println!(
             "kept the server's directory: {}",

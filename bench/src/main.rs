@@ -6,6 +6,8 @@
 //!   a temporary data directory (`--spawn path/to/shoal`), which also yields bytes on disk per
 //!   event and the server's peak RSS;
 //! - `fsync`: the disk's `fdatasync` latency, the floor under every durable acknowledgement;
+//! - `log-append`: single-event durable appends into an embedded log in process (no HTTP), for
+//!   the log writer's sync and linger settings;
 //! - `search`: the search index in-process: indexing rate, query latency, and the time from a
 //!   durable append to the event being searchable;
 //! - `query`: the read side over HTTP against a server it starts and fills: latency per query
@@ -31,6 +33,7 @@ mod dataset;
 mod fsync;
 mod ids;
 mod ingest;
+mod log_append;
 mod procfs;
 mod query;
 mod report;
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Ingest(args) => ingest::run(&args),
         cli::Command::Fsync(args) => fsync::run(&args),
+        cli::Command::LogAppend(args) => log_append::run(&args),
         cli::Command::Search(args) => search::run(&args),
         cli::Command::Query(args) => query::run(&args),
         cli::Command::Compare(args) => compare::run(&args),

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use shoal_storage::tenants::{KeyInfo, KeyKind, TenantStore};
 use shoal_storage::{AppendOutcome, EventLog, NewEvent};
 use std::num::NonZeroU32;
@@ -109,14 +108,16 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-type ItemParser = fn(&RawValue, &Context<'_>) -> std::result::Result<NewEvent, Rejection>;
+/// Parses a whole body into one result per item, in body order.
+type BodyParser =
+    fn(&[u8], Layout, usize, &Context<'_>) -> Result<Vec<std::result::Result<NewEvent, Rejection>>>;
 
 async fn post_events(
     State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    ingest(&state, &headers, body, parse::parse_event).await
+    ingest(&state, &headers, body, parse::parse_events).await
 }
 
 async fn post_metrics(
@@ -124,19 +125,28 @@ async fn post_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    ingest(&state, &headers, body, parse_point).await
+    ingest(&state, &headers, body, parse_points).await
 }
 
-/// A point's id derives from its data, so a resent point must be deduplicated: the client's.
-fn parse_point(item: &RawValue, context: &Context<'_>) -> std::result::Result<NewEvent, Rejection> {
-    parse::parse_point(item, context).map(NewEvent::client)
+/// Split, then each point on its own. A point's id derives from its data, so a resent point
+/// must be deduplicated: the id is the client's.
+fn parse_points(
+    bytes: &[u8],
+    layout: Layout,
+    max_items: usize,
+    context: &Context<'_>,
+) -> Result<Vec<std::result::Result<NewEvent, Rejection>>> {
+    Ok(parse::split(bytes, layout, max_items)?
+        .into_iter()
+        .map(|item| item.and_then(|raw| parse::parse_point(raw, context).map(NewEvent::client)))
+        .collect())
 }
 
 async fn ingest(
     state: &IngestState,
     headers: &HeaderMap,
     body: Body,
-    parser: ItemParser,
+    parser: BodyParser,
 ) -> Result<Response> {
     let key = state.authorize(headers, KeyKind::Write).await?;
     let body = body::read(headers, body, &state.limits, &state.budget).await?;
@@ -256,18 +266,14 @@ fn parse_items(
     tenant: &str,
     received_at: i64,
     limits: &Limits,
-    parser: ItemParser,
+    parser: BodyParser,
 ) -> Result<Vec<std::result::Result<NewEvent, Rejection>>> {
     let context = Context {
         tenant,
         received_at,
         max_event_bytes: limits.max_event_bytes,
     };
-    let items = parse::split(bytes, layout, limits.max_batch_events)?;
-    Ok(items
-        .into_iter()
-        .map(|item| item.and_then(|raw| parser(raw, &context)))
-        .collect())
+    parser(bytes, layout, limits.max_batch_events, &context)
 }
 
 /// The answer to a batch: every item not listed under `errors` or `duplicates` was stored.

@@ -218,6 +218,12 @@ pub struct LogSettings {
     /// Fixed when the data directory is created.
     pub shards: u32,
     pub segment_mib: u64,
+    /// Zeros written ahead of the frames in the active segment, so that a commit's fsync need
+    /// not write the file's new size; `0` grows the file with every commit.
+    pub preallocate_mib: u64,
+    /// After a small group commit, how long a shard's writer may wait for more requests so
+    /// one fsync covers them (at most 10 000); `0` commits at once.
+    pub group_commit_linger_micros: u64,
     /// `always` (fsync each group commit; acknowledged = durable) or `relaxed` (no fsync; a
     /// power loss can lose the last moments).
     pub sync: SyncSetting,
@@ -261,6 +267,8 @@ impl Default for LogSettings {
         LogSettings {
             shards: 4,
             segment_mib: 128,
+            preallocate_mib: 8,
+            group_commit_linger_micros: 0,
             sync: SyncSetting::Always,
             dedup_window_hours: 24,
             dedup_capacity_per_shard: 500_000,

@@ -41,6 +41,9 @@ impl DataDir {
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.shard_count = config.log.shards;
         log_config.segment_bytes = config.log.segment_mib * 1024 * 1024;
+        log_config.preallocate_bytes = config.log.preallocate_mib * 1024 * 1024;
+        log_config.group_commit_linger =
+            Duration::from_micros(config.log.group_commit_linger_micros);
         log_config.sync = match config.log.sync {
             SyncSetting::Always => SyncMode::Always,
             SyncSetting::Relaxed => SyncMode::Relaxed,

@@ -4,7 +4,11 @@
 //! each item is parsed on its own, so one bad event is rejected alone — with a code and the
 //! field it concerns — while the rest of the batch is stored. Only a body that cannot be split
 //! at all (broken JSON syntax in an array) fails as a whole.
+//!
+//! Native events take a faster road to the same answers: `events` reads a body in one pass and
+//! falls back to split-then-parse only where an item needs the general path's words.
 
+mod events;
 mod fields;
 pub mod graphite;
 pub mod line_protocol;
@@ -13,6 +17,7 @@ mod metric;
 mod native;
 pub mod segment;
 
+pub use events::parse_events;
 pub use metric::parse_point;
 pub use native::parse_event;
 
@@ -132,16 +137,19 @@ fn split_ndjson(body: &[u8]) -> Vec<std::result::Result<&RawValue, Rejection>> {
     body.split(|byte| *byte == b'\n')
         .enumerate()
         .filter(|(_, line)| line.iter().any(|byte| !byte.is_ascii_whitespace()))
-        .map(|(number, line)| {
-            serde_json::from_slice::<&RawValue>(line).map_err(|error| {
-                Rejection::new(
-                    "malformed_json",
-                    "body",
-                    format!("line {} column {}: {error}", number + 1, error.column()),
-                )
-            })
-        })
+        .map(|(number, line)| ndjson_item(number, line))
         .collect()
+}
+
+/// One non-blank NDJSON line (`number` counts from 0) as an item, or why it is not JSON.
+fn ndjson_item(number: usize, line: &[u8]) -> std::result::Result<&RawValue, Rejection> {
+    serde_json::from_slice::<&RawValue>(line).map_err(|error| {
+        Rejection::new(
+            "malformed_json",
+            "body",
+            format!("line {} column {}: {error}", number + 1, error.column()),
+        )
+    })
 }
 
 #[cfg(test)]

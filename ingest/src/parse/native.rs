@@ -18,27 +18,29 @@ const MAX_FUTURE_MILLIS: i64 = 24 * 60 * 60 * 1000;
 /// namespace, so the same string always gives the same id and deduplicates.
 pub const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5b0a_1c2e_8f3d_4a6b_9c7e_1d2f_3a4b_5c6d);
 
-#[derive(Deserialize)]
+/// The fields of one native event, each as its JSON text (`null` reads as absent). The derived
+/// `Deserialize` is the general path; `parse::events` fills the same struct in its one pass.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEvent<'a> {
+pub(super) struct RawEvent<'a> {
     #[serde(borrow)]
-    id: Option<&'a RawValue>,
+    pub id: Option<&'a RawValue>,
     #[serde(borrow)]
-    kind: Option<&'a RawValue>,
+    pub kind: Option<&'a RawValue>,
     #[serde(borrow)]
-    name: Option<&'a RawValue>,
+    pub name: Option<&'a RawValue>,
     #[serde(borrow)]
-    entity: Option<&'a RawValue>,
+    pub entity: Option<&'a RawValue>,
     #[serde(borrow)]
-    timestamp: Option<&'a RawValue>,
+    pub timestamp: Option<&'a RawValue>,
     #[serde(borrow)]
-    sent_at: Option<&'a RawValue>,
+    pub sent_at: Option<&'a RawValue>,
     #[serde(borrow)]
-    properties: Option<&'a RawValue>,
+    pub properties: Option<&'a RawValue>,
     #[serde(borrow)]
-    traits: Option<&'a RawValue>,
+    pub traits: Option<&'a RawValue>,
     #[serde(borrow)]
-    value: Option<&'a RawValue>,
+    pub value: Option<&'a RawValue>,
 }
 
 /// A client id as a UUID: itself when it is one, else derived from its text.
@@ -55,20 +57,30 @@ pub fn client_id(raw: &RawValue) -> Result<Uuid, Rejection> {
 /// Parses and validates one native event, saying whether its id is the client's or was
 /// minted here (which lets the log skip its dedup window).
 pub fn parse_event(item: &RawValue, context: &Context<'_>) -> Result<NewEvent, Rejection> {
-    if item.get().len() > context.max_event_bytes {
+    check_size(item.get().len(), context)?;
+    let raw: RawEvent<'_> =
+        serde_json::from_str(item.get()).map_err(|error| shape_error(&error))?;
+    build_event(raw, context)
+}
+
+/// Refuses an item whose JSON text is longer than `max_event_bytes`; checked before its shape.
+pub(super) fn check_size(item_bytes: usize, context: &Context<'_>) -> Result<(), Rejection> {
+    if item_bytes > context.max_event_bytes {
         return Err(Rejection::new(
             "event_too_large",
             "event",
             format!(
-                "event is {} bytes, the limit is {}",
-                item.get().len(),
+                "event is {item_bytes} bytes, the limit is {}",
                 context.max_event_bytes
             ),
         ));
     }
-    let raw: RawEvent<'_> =
-        serde_json::from_str(item.get()).map_err(|error| shape_error(&error))?;
+    Ok(())
+}
 
+/// Validates the fields of an item already read into [`RawEvent`] and builds its event; the
+/// one place both parse paths check values, so they reject alike.
+pub(super) fn build_event(raw: RawEvent<'_>, context: &Context<'_>) -> Result<NewEvent, Rejection> {
     let kind = match raw.kind {
         None => EventKind::Track,
         Some(value) => string(value, "kind")?.parse::<EventKind>().map_err(|_| {

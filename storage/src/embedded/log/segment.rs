@@ -15,6 +15,15 @@
 //! - only the final segment of a shard can be torn (earlier ones were synced when rolled), so
 //!   open validates only that one, frame by frame, and cuts it at the first bad frame after
 //!   copying the cut bytes to a `.torn-<offset>` side file that is never read again;
+//! - the final segment may be longer than its frames: the writer fills the file with zeros ahead
+//!   of the frames (see [`write_zeros`]), because on ext4 an `fdatasync` that only overwrites
+//!   allocated blocks does not have to write the inode, while one that grows the file does.
+//!   Its logical end is therefore where the frames stop, and recovery tells a tail of nothing but
+//!   zeros there (kept as is, no side file) from a torn frame (cut as above). A frame cannot
+//!   start with zeros (see the next point), so the first zero header is the end;
+//! - every segment but the final one is exactly as long as its frames: the writer cuts the zero
+//!   tail off when it rolls, before the next segment exists, so a segment's file length is its
+//!   logical length and the next segment's name follows from it, as with segments never padded;
 //! - a payload is at least a block header long and at most [`MAX_PAYLOAD_LEN`], so a damaged
 //!   length can neither pass as an empty frame (crc32c of nothing is 0, like zeroed disk) nor
 //!   make a reader allocate gigabytes.
@@ -22,7 +31,7 @@
 use super::codec;
 use crate::{Error, Result};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +45,9 @@ pub const MAX_PAYLOAD_LEN: usize =
     codec::MAX_BLOCK_RAW_BYTES + codec::MAX_BLOCK_RAW_BYTES / 128 + 1024;
 /// How much a reader fetches at once, so small frames do not cost a system call each.
 const READ_AHEAD: usize = 64 * 1024;
+
+/// Bytes of zeros written (or scanned) per system call.
+const ZERO_CHUNK: usize = 1024 * 1024;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -249,11 +261,23 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
     Ok(segments)
 }
 
-/// Validates the final segment of a shard frame by frame and cuts it after the last good frame:
-/// the cut bytes are first copied to `<segment>.torn-<logical offset>` and synced, then the
-/// segment is truncated and synced, then the directory is synced. Returns the length kept: up
-/// to the end of the last good frame.
-pub fn recover_final(shard: u32, segment: &SegmentFile) -> Result<u64> {
+/// Where the final segment of a shard ends, as recovery found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// In-file end of the last good frame: the segment's logical length.
+    pub logical_len: u64,
+    /// Length of the file, at least `logical_len`: the bytes past `logical_len` are zeros, ready
+    /// to be overwritten by the next frames.
+    pub file_len: u64,
+}
+
+/// Validates the final segment of a shard frame by frame, up to the last good frame. When only
+/// zeros follow it (space the writer zeroed ahead of its frames), that is a clean end and the
+/// file is left alone. Anything else after it is a torn or damaged frame: the cut bytes (less
+/// any zeros after the last non-zero byte) are first copied to
+/// `<segment>.torn-<logical offset>` and synced, then the segment is truncated and synced, then
+/// the directory is synced.
+pub fn recover_final(shard: u32, segment: &SegmentFile) -> Result<Recovered> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -270,14 +294,25 @@ pub fn recover_final(shard: u32, segment: &SegmentFile) -> Result<u64> {
                     detail: error.to_string(),
                 })?;
             }
-            Step::End => return Ok(len),
+            Step::End => {
+                return Ok(Recovered {
+                    logical_len: len,
+                    file_len: len,
+                });
+            }
             Step::Bad { offset, reason } => break (offset, reason),
         }
     };
-    let torn_bytes = len - cut;
+    let Some(data_end) = end_of_non_zero(&file, cut, len)? else {
+        return Ok(Recovered {
+            logical_len: cut,
+            file_len: len,
+        });
+    };
+    let torn_bytes = data_end - cut;
     let logical = segment.base + cut;
     let side_path = torn_side_path(&segment.path, logical);
-    copy_tail(&file, cut, &side_path)?;
+    copy_range(&file, cut, data_end, &side_path)?;
     file.set_len(cut)?;
     file.sync_all()?;
     if let Some(dir) = segment.path.parent() {
@@ -291,7 +326,40 @@ pub fn recover_final(shard: u32, segment: &SegmentFile) -> Result<u64> {
         side_file = %side_path.display(),
         "cut a torn tail off the event log"
     );
-    Ok(cut)
+    Ok(Recovered {
+        logical_len: cut,
+        file_len: cut,
+    })
+}
+
+/// The in-file end of the last non-zero byte in `start..end`, or `None` when every byte there
+/// is zero.
+fn end_of_non_zero(file: &File, start: u64, end: u64) -> std::io::Result<Option<u64>> {
+    let mut buffer = vec![0u8; ZERO_CHUNK.min((end - start) as usize)];
+    let mut last = None;
+    let mut at = start;
+    while at < end {
+        let chunk = &mut buffer[..ZERO_CHUNK.min((end - at) as usize)];
+        file.read_exact_at(chunk, at)?;
+        if let Some(index) = chunk.iter().rposition(|&byte| byte != 0) {
+            last = Some(at + index as u64 + 1);
+        }
+        at += chunk.len() as u64;
+    }
+    Ok(last)
+}
+
+/// Writes zeros over in-file bytes `from..to` of `file` (not synced: the next sync of the
+/// file covers them, together with the frames written below them).
+pub fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK.min(to.saturating_sub(from) as usize)];
+    let mut at = from;
+    while at < to {
+        let now = ZERO_CHUNK.min((to - at) as usize);
+        file.write_all_at(&zeros[..now], at)?;
+        at += now as u64;
+    }
+    Ok(())
 }
 
 /// `<segment path>.torn-<logical offset, 20 digits>`.
@@ -301,7 +369,7 @@ pub fn torn_side_path(segment: &Path, logical_offset: u64) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn copy_tail(file: &File, from: u64, side_path: &Path) -> std::io::Result<()> {
+fn copy_range(file: &File, from: u64, to: u64, side_path: &Path) -> std::io::Result<()> {
     let mut source = file.try_clone()?;
     source.seek(SeekFrom::Start(from))?;
     // Truncate rather than refuse an existing side file: it can only be the same bytes, left by
@@ -311,7 +379,7 @@ fn copy_tail(file: &File, from: u64, side_path: &Path) -> std::io::Result<()> {
         .create(true)
         .truncate(true)
         .open(side_path)?;
-    std::io::copy(&mut source, &mut side)?;
+    std::io::copy(&mut source.take(to - from), &mut side)?;
     side.sync_all()
 }
 

@@ -7,7 +7,9 @@
 //!   `SyncMode::Always`), before answering the appenders;
 //! - the segment list only grows, at the end, and a segment is listed before any head that
 //!   covers its bytes is published;
-//! - on open only the final segment is validated and possibly cut; the tail scan reads, newest
+//! - on open only the final segment is validated and possibly cut (a tail of zeros after its
+//!   last frame is space zeroed ahead by the writer, not damage: it is kept, and the head ends
+//!   before it); the tail scan reads, newest
 //!   first, as many segments as the dedup window needs and stops early at damage (warning),
 //!   because a bad frame in an old segment must not keep the log from taking appends.
 
@@ -98,8 +100,12 @@ pub struct OpenedShard {
     pub shared: Arc<ShardShared>,
     pub active: Segment,
     pub active_len: u64,
+    /// Length of the active segment's file: zeros from `active_len` up to it.
+    pub active_file_len: u64,
     pub dedup: DedupWindow,
     pub newest_received_at: Option<i64>,
+    pub preallocate_bytes: u64,
+    pub group_commit_linger: std::time::Duration,
 }
 
 /// Opens (creating when new) shard `index`: recovers its final segment, scans its tail.
@@ -123,7 +129,8 @@ pub fn open(config: &LogConfig, index: u32) -> Result<OpenedShard> {
     }
     // Not empty: a new shard got its first segment just above.
     let last = files.len() - 1;
-    let final_len = segment::recover_final(index, &files[last])?;
+    let recovered = segment::recover_final(index, &files[last])?;
+    let final_len = recovered.logical_len;
 
     let mut segments = Vec::with_capacity(files.len());
     for (position, file) in files.iter().enumerate() {
@@ -168,8 +175,11 @@ pub fn open(config: &LogConfig, index: u32) -> Result<OpenedShard> {
         shared,
         active,
         active_len: final_len,
+        active_file_len: recovered.file_len,
         dedup,
         newest_received_at: tail.newest_received_at,
+        preallocate_bytes: config.preallocate_bytes,
+        group_commit_linger: config.group_commit_linger,
     })
 }
 

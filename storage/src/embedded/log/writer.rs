@@ -2,10 +2,18 @@
 //!
 //! Each shard has one dedicated OS thread fed by a bounded channel. It blocks for the first
 //! request, then takes every request already waiting (up to [`MAX_DRAIN_EVENTS`]), drops
-//! duplicates, encodes the rest into one block (several when they exceed the block cap), writes
-//! them with one positional write per segment, syncs once, publishes the new durable head, and
-//! only then answers every request. One fsync thus covers every append that arrived while the
-//! previous one ran, which is where the throughput comes from.
+//! duplicates, concatenates the encodings of the rest (the appenders encoded them) into one
+//! block (several when they exceed the block cap), compresses and writes them with one
+//! positional write per segment, syncs once, publishes the new durable head, and only then
+//! answers every request. One fsync thus covers every append that arrived while the
+//! previous one ran, which is where the throughput comes from. Optionally (off by default:
+//! it did not pay when measured), after a commit of few events the writer lingers a little
+//! for the appenders it just answered to come back, so the next fsync covers them too.
+//!
+//! The active segment is filled with zeros ahead of the frames (`preallocate_bytes` at a time),
+//! so a commit overwrites blocks that already exist and its `fdatasync` writes data only; on
+//! ext4 a sync that grows the file also writes the inode. The zero tail is cut off when the
+//! segment is rolled or the writer stops.
 //!
 //! Invariants:
 //! - an appender is answered only after its events are durable (written and, in
@@ -25,11 +33,12 @@ use super::dedup::{DedupWindow, FingerprintSet};
 use super::meta::sync_dir;
 use super::segment::{self, FRAME_HEADER_LEN};
 use super::shard::{Head, LastBlock, OpenedShard, Segment, ShardShared};
-use crate::{AppendOutcome, Error, Result};
-use shoal_schemas::{Event, Position, Sequence};
+use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests waiting per shard before appenders feel backpressure.
@@ -38,14 +47,52 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// latency of one commit; the rest go in the next commit, right after.
 pub const MAX_DRAIN_EVENTS: usize = 64 * 1024;
 
-/// One append call's events for this shard, and where to send their outcomes (in order).
-pub struct AppendRequest {
-    pub events: Vec<Event>,
-    /// Per event, its dedup fingerprint, or `None` when the window does not apply to it (a
-    /// server-minted id, or dedup is off). Computed by the appender, off this thread.
-    pub fingerprints: Vec<Option<u64>>,
-    pub reply: oneshot::Sender<Result<Vec<AppendOutcome>>>,
+/// The writer lingers only after a commit of at most this many events, and stops lingering
+/// once it holds this many: beyond it a commit amortizes its sync well enough already.
+const LINGER_MAX_EVENTS: usize = 256;
+
+/// Wakes the writer thread, parked while it lingers, when a request arrives.
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
 }
+
+/// One append call's events for this shard, already encoded, and where to send where each went
+/// (in order).
+///
+/// The appender encodes (on its own thread, where the events were made and are freed), so this
+/// thread, the shard's only serial stage, only concatenates, compresses and writes.
+pub struct AppendRequest {
+    /// The postcard encodings of the events ([`codec::encode_event`]), back to back.
+    pub encoded: Vec<u8>,
+    /// Per event, in the order of `encoded`.
+    pub events: Vec<EncodedEvent>,
+    pub reply: oneshot::Sender<Result<Vec<Placement>>>,
+}
+
+/// What the writer needs to know of one encoded event besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedEvent {
+    /// The length of its encoding in [`AppendRequest::encoded`]; at most
+    /// [`codec::MAX_BLOCK_RAW_BYTES`].
+    pub len: u32,
+    pub received_at: i64,
+    /// Its dedup fingerprint, or `None` when the window does not apply to it (a server-minted
+    /// id, or dedup is off). Computed by the appender, off this thread.
+    pub fingerprint: Option<u64>,
+}
+
+/// Where one event of a request went: `None` when it was a duplicate, else its block's logical
+/// start (the block's `Sequence`) and its index in the block. Plain numbers, so answering
+/// allocates nothing per event; the appender builds the positions.
+pub type Placement = Option<(u64, u32)>;
 
 /// Settings the writer needs from the log's config.
 #[derive(Clone, Copy, Debug)]
@@ -72,10 +119,18 @@ struct Plan {
 }
 
 /// A block being filled: the concatenated encodings of its events.
-#[derive(Default)]
 struct RawBlock {
     count: u32,
     bytes: Vec<u8>,
+}
+
+impl RawBlock {
+    fn with_capacity(bytes: usize) -> Self {
+        RawBlock {
+            count: 0,
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
 }
 
 pub struct Writer {
@@ -83,6 +138,10 @@ pub struct Writer {
     settings: WriterSettings,
     active: Segment,
     active_len: u64,
+    /// Length of the active segment's file; the bytes from `active_len` up to it are zeros.
+    active_file_len: u64,
+    preallocate_bytes: u64,
+    linger: Duration,
     dedup: DedupWindow,
     encoder: BlockEncoder,
     newest_received_at: Option<i64>,
@@ -100,8 +159,11 @@ impl Writer {
             settings,
             active: opened.active,
             active_len: opened.active_len,
+            active_file_len: opened.active_file_len,
+            preallocate_bytes: opened.preallocate_bytes,
+            linger: opened.group_commit_linger,
             dedup: opened.dedup,
-            encoder: BlockEncoder::new(settings.compression_level)?,
+            encoder: BlockEncoder::for_log(settings.compression_level)?,
             newest_received_at: opened.newest_received_at,
             failure: None,
             _lock: lock,
@@ -120,15 +182,69 @@ impl Writer {
     }
 
     fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
-        while let Some(first) = requests.blocking_recv() {
-            let mut events = first.events.len();
-            let mut drained = vec![first];
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut context = Context::from_waker(&waker);
+        // Events and requests of the previous commit; nothing to wait for before the first.
+        let mut previous = (usize::MAX, 0usize);
+        loop {
+            // What queued up while the previous commit ran comes from other appenders than
+            // the ones it just answered, who were waiting for that answer.
+            let mut events = 0;
+            let mut drained = Vec::new();
             while events < MAX_DRAIN_EVENTS {
                 let Ok(next) = requests.try_recv() else { break };
                 events += next.events.len();
                 drained.push(next);
             }
+            let queued = drained.len();
+            if drained.is_empty() {
+                let Some(first) = requests.blocking_recv() else {
+                    break;
+                };
+                events += first.events.len();
+                drained.push(first);
+            }
+            let (previous_events, previous_requests) = previous;
+            // Appenders in a closed loop send again right after their answer. When the previous
+            // commit was small, waiting a little for its appenders to come back lets one sync
+            // cover them and those already queued. Large commits (batches) never wait, a lone
+            // appender (nobody else queued, one answered) does not either, and no request
+            // waits more than `linger`.
+            let expected = queued + previous_requests;
+            if !self.linger.is_zero()
+                && previous_events <= LINGER_MAX_EVENTS
+                && drained.len() < expected
+            {
+                let deadline = Instant::now() + self.linger;
+                while drained.len() < expected && events < LINGER_MAX_EVENTS {
+                    match requests.poll_recv(&mut context) {
+                        Poll::Ready(Some(next)) => {
+                            events += next.events.len();
+                            drained.push(next);
+                        }
+                        Poll::Ready(None) => break,
+                        Poll::Pending => {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            // `ThreadWaker` unparks this thread early when a request arrives.
+                            std::thread::park_timeout(deadline - now);
+                        }
+                    }
+                }
+            }
+            previous = (events, drained.len());
             self.commit(drained);
+        }
+        if self.failure.is_none()
+            && let Err(error) = self.cut_zero_tail()
+        {
+            tracing::warn!(
+                shard = self.shared.index,
+                %error,
+                "could not cut the zeros after the last frame at shutdown; the next open skips them"
+            );
         }
     }
 
@@ -170,8 +286,8 @@ impl Writer {
         }
     }
 
-    /// Encodes, writes and syncs the requests' new events; the outcomes per request.
-    fn write(&mut self, requests: &[AppendRequest]) -> std::io::Result<Vec<Vec<AppendOutcome>>> {
+    /// Compresses, writes and syncs the requests' new events; where each went, per request.
+    fn write(&mut self, requests: &[AppendRequest]) -> std::io::Result<Vec<Vec<Placement>>> {
         let plan = self.plan(requests)?;
         let mut starts = Vec::with_capacity(plan.blocks.len());
         if let Some(last) = plan.blocks.last() {
@@ -200,7 +316,7 @@ impl Writer {
             tracing::trace!(
                 shard = self.shared.index,
                 requests = requests.len(),
-                events = plan.blocks.iter().map(|block| block.count).sum::<u32>(),
+                events,
                 blocks = plan.blocks.len(),
                 end,
                 "group commit"
@@ -213,11 +329,8 @@ impl Writer {
                 slots
                     .into_iter()
                     .map(|slot| match slot {
-                        Slot::Duplicate => AppendOutcome::Duplicate,
-                        Slot::Stored { block, index } => AppendOutcome::Stored(Position::new(
-                            Sequence::from_u64(starts[block]),
-                            index,
-                        )),
+                        Slot::Duplicate => None,
+                        Slot::Stored { block, index } => Some((starts[block], index)),
                     })
                     .collect()
             })
@@ -234,13 +347,22 @@ impl Writer {
             stored: Vec::new(),
             newest_received_at: None,
         };
-        let mut current = RawBlock::default();
-        let mut scratch = Vec::new();
+        let raw_len: usize = requests.iter().map(|request| request.encoded.len()).sum();
+        // Blocks are sized up front (duplicates aside), so filling them never reallocates.
+        let mut unplanned = raw_len;
+        let mut current = RawBlock::with_capacity(raw_len.min(codec::MAX_BLOCK_RAW_BYTES));
         for request in requests {
             let mut slots = Vec::with_capacity(request.events.len());
-            debug_assert_eq!(request.events.len(), request.fingerprints.len());
-            for (event, fingerprint) in request.events.iter().zip(&request.fingerprints) {
-                if let Some(fingerprint) = *fingerprint
+            let mut rest = request.encoded.as_slice();
+            for event in &request.events {
+                let Some((bytes, tail)) = rest.split_at_checked(event.len as usize) else {
+                    return Err(std::io::Error::other(
+                        "an append request's encoded events are shorter than their lengths",
+                    ));
+                };
+                rest = tail;
+                unplanned -= bytes.len();
+                if let Some(fingerprint) = event.fingerprint
                     && self.dedup.enabled()
                 {
                     // `insert` is false for a second copy inside this very drain.
@@ -252,14 +374,14 @@ impl Writer {
                     }
                     plan.stored.push((fingerprint, event.received_at));
                 }
-                scratch.clear();
-                codec::encode_event(event, &mut scratch).map_err(std::io::Error::other)?;
                 if current.count > 0
-                    && current.bytes.len() + scratch.len() > codec::MAX_BLOCK_RAW_BYTES
+                    && current.bytes.len() + bytes.len() > codec::MAX_BLOCK_RAW_BYTES
                 {
-                    plan.blocks.push(std::mem::take(&mut current));
+                    let left = bytes.len() + unplanned;
+                    let next = RawBlock::with_capacity(left.min(codec::MAX_BLOCK_RAW_BYTES));
+                    plan.blocks.push(std::mem::replace(&mut current, next));
                 }
-                current.bytes.extend_from_slice(&scratch);
+                current.bytes.extend_from_slice(bytes);
                 slots.push(Slot::Stored {
                     block: plan.blocks.len(),
                     index: current.count,
@@ -267,6 +389,7 @@ impl Writer {
                 current.count += 1;
                 plan.newest_received_at = plan.newest_received_at.max(Some(event.received_at));
             }
+            debug_assert!(rest.is_empty(), "stray bytes after a request's events");
             plan.slots.push(slots);
         }
         if current.count > 0 {
@@ -309,17 +432,48 @@ impl Writer {
         if buffer.is_empty() {
             return Ok(());
         }
+        let end = self.active_len + buffer.len() as u64;
+        if end > self.active_file_len && self.preallocate_bytes > 0 {
+            // Grow the file once for the next `preallocate_bytes` of frames rather than with
+            // every commit: this commit's sync writes the inode, the following ones do not.
+            let zeroed_end = end
+                .saturating_add(self.preallocate_bytes)
+                .min(self.settings.segment_bytes);
+            if zeroed_end > end {
+                segment::write_zeros(&self.active.file, end, zeroed_end)?;
+                self.active_file_len = zeroed_end;
+            }
+        }
         self.active.file.write_all_at(buffer, self.active_len)?;
-        self.active_len += buffer.len() as u64;
+        self.active_len = end;
+        self.active_file_len = self.active_file_len.max(end);
         buffer.clear();
+        Ok(())
+    }
+
+    /// Cuts the zeros after the last frame off the active segment, so that a segment no longer
+    /// written is exactly as long as its frames.
+    fn cut_zero_tail(&mut self) -> std::io::Result<()> {
+        if self.active_file_len > self.active_len {
+            self.active.file.set_len(self.active_len)?;
+            // `sync_all`: the new length is metadata that must be on disk before anything
+            // (the next segment) relies on it.
+            self.active.file.sync_all()?;
+            self.active_file_len = self.active_len;
+        }
         Ok(())
     }
 
     /// Closes the active segment and starts the next one at the current end of the stream.
     fn roll(&mut self) -> std::io::Result<()> {
         // Synced whatever the mode: recovery validates only the final segment, so every earlier
-        // one must be complete on disk before a later one exists.
-        self.active.file.sync_data()?;
+        // one must be complete on disk, and cut to its frames, before a later one exists (a
+        // segment's length decides where the next one starts).
+        if self.active_file_len > self.active_len {
+            self.cut_zero_tail()?;
+        } else {
+            self.active.file.sync_data()?;
+        }
         let base = self.active.base + self.active_len;
         let path = self.shared.dir.join(segment::segment_file_name(base));
         let file = OpenOptions::new()
@@ -335,6 +489,7 @@ impl Writer {
         self.shared.push_segment(next.clone());
         self.active = next;
         self.active_len = 0;
+        self.active_file_len = 0;
         tracing::debug!(shard = self.shared.index, base, "rolled to a new segment");
         Ok(())
     }
