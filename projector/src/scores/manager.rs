@@ -59,11 +59,12 @@ impl Which {
 pub struct ScoresConfig {
     /// How often every entity is re-evaluated as of the clock.
     pub sweep_interval: Duration,
-    /// Events folded per flush by a scores instance (at least the projector's own setting).
+    /// Events read per batch by a scores instance (at least the projector's own setting).
     /// A rebuild replays the whole log and an entity's events are spread over all of it, so
-    /// every batch rewrites most entities: larger batches divide that work (BENCHMARKS.md,
-    /// "Rules and scores"). Only a catching-up instance fills them; a live one folds what
-    /// arrived.
+    /// every flush rewrites most entities: larger batches divide that work, and a rebuild far
+    /// behind the head folds several reads into one flush (`ProjectorConfig::fold_ahead_*`;
+    /// BENCHMARKS.md, "Rules and scores"). Only a catching-up instance fills them; a live one
+    /// folds what arrived.
     pub batch_events: usize,
 }
 
