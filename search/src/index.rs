@@ -193,13 +193,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SearchIndex {
-    /// Opens the index in `dir`, creating it when empty, and deleting it first when it was made
-    /// with another schema (it is then rebuilt from the log by the worker).
+    /// [`Self::open_with`] searching with one thread per core.
     pub fn open(dir: &Path) -> Result<SearchIndex> {
+        Self::open_with(dir, 0)
+    }
+
+    /// Opens the index in `dir`, creating it when empty, and deleting it first when it was made
+    /// with another schema (it is then rebuilt from the log by the worker). A search runs over
+    /// the index's segments on `query_threads` threads (0: one per core): a query that matches
+    /// much of a big tenant is then answered in about its largest segment's time rather than
+    /// the sum of all of them.
+    pub fn open_with(dir: &Path, query_threads: usize) -> Result<SearchIndex> {
         std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
         let (schema, fields) = schema::build();
         discard_if_other_schema(dir, &schema)?;
-        let index = Index::open_or_create(MmapDirectory::open(dir)?, schema)?;
+        let mut index = Index::open_or_create(MmapDirectory::open(dir)?, schema)?;
+        match query_threads {
+            0 => index.set_default_multithread_executor()?,
+            1 => {}
+            threads => index.set_multithread_executor(threads)?,
+        }
         let reader = index
             .reader_builder()
             // The indexer reloads after each commit, so a search never sees a half-known state

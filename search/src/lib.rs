@@ -35,7 +35,7 @@ pub use indexer::Indexer;
 pub use partition::{PartitionStatus, RebuildStatus, TenantFields};
 pub use query::{
     DocType, FacetCount, FacetField, Facets, Hit, MAX_LIMIT, MAX_WINDOW, SearchRequest,
-    SearchResponse, SortBy, TOTAL_LIMIT,
+    SearchResponse, SortBy,
 };
 pub use worker::{SearchConfig, SearchWorker};
 

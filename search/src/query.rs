@@ -8,14 +8,19 @@
 //! Pages are offsets into the sorted result (the cursor is the offset), bounded by
 //! [`MAX_WINDOW`]: a commit between two pages may shift the result by the documents it added.
 //!
-//! What a search costs: the top of the result by relevance is found with tantivy's block-max
-//! pruning where the query allows it (a conjunction of term clauses, which the tenant clause
-//! keeps it), skipping blocks that cannot enter the top; counting every match, and facet counts
-//! over every match, visit every match. The total is therefore counted only up to
-//! [`TOTAL_LIMIT`] (pages end there anyway) unless `exact_total` asks for more, and facets are
-//! computed only when asked for. The user's query is flattened into the filters' conjunction
-//! (`a b` and the tenant become one intersection of three terms rather than an intersection
-//! inside an intersection) so that tantivy sees the plain term clauses it optimises.
+//! What a search costs: every match of the query within the tenant is visited once, and that
+//! one pass ranks the page, counts the total (always exact) and, when asked for, the facets.
+//! The tenant is a filter (constant score 0), not a scored term clause: tantivy's block-max
+//! pruning of a conjunction of term clauses takes the rarest term as its leader and, inside
+//! the leader's blocks, tests every document, so with the tenant as a scored clause it either
+//! walked the postings of every tenant (a rare word leading) or scored every document of the
+//! tenant (frequent words; the tenant leading, with score 0, prunes nothing). As a filter, the
+//! conjunction is a plain leapfrog intersection, which skips the other tenants' runs of
+//! documents (the indexer writes each tenant's documents of a commit together). Segments are
+//! searched in parallel (`SearchIndex::open_with`). BENCHMARKS.md ("Session 7") has the
+//! profile and the figures at 10 M events: the two-term p99 about halved, the phrase p99 a third.
+//! The user's query is flattened into the filters' conjunction (`a b` and the tenant become one
+//! intersection of three clauses rather than an intersection inside an intersection).
 
 use crate::index::{IndexStatus, SearchIndex};
 use crate::partition::PartitionStatus;
@@ -31,18 +36,15 @@ use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Type, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, DocSet, Order, Searcher, TERMINATED, TantivyDocument, Term};
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
 
 /// How deep pages may go (offset + limit).
 pub const MAX_WINDOW: usize = 10_000;
 pub const MAX_LIMIT: usize = 100;
-/// Matches counted before the total is reported as a lower bound (`total_exact: false`).
-pub const TOTAL_LIMIT: usize = MAX_WINDOW;
 /// Values listed per facet.
 const FACET_SIZE: u32 = 20;
 const SNIPPET_CHARS: usize = 160;
@@ -111,11 +113,9 @@ pub struct SearchRequest {
     pub limit: usize,
     /// A `next` of a previous answer to the same request.
     pub cursor: Option<String>,
-    /// Facets to count over every match; none when empty (counting them costs a pass over
-    /// every match).
+    /// Facets to count over every match; none when empty (each costs a column read per
+    /// match).
     pub facets: Vec<FacetField>,
-    /// Count every match rather than stopping at [`TOTAL_LIMIT`].
-    pub exact_total: bool,
 }
 
 impl Default for SearchRequest {
@@ -132,16 +132,16 @@ impl Default for SearchRequest {
             limit: 20,
             cursor: None,
             facets: Vec::new(),
-            exact_total: false,
         }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SearchResponse {
-    /// Matching documents, all pages; a lower bound when `total_exact` is false.
+    /// Matching documents, all pages.
     pub total: u64,
-    /// False when counting stopped at [`TOTAL_LIMIT`]: at least `total` documents match.
+    /// Always true: every match is counted. Kept in the answer for clients that read it (the
+    /// total was once counted only up to 10,000).
     pub total_exact: bool,
     pub hits: Vec<Hit>,
     /// Counts per value over all matching documents, for the facets asked for.
@@ -230,39 +230,44 @@ impl SearchIndex {
         // the freshness reported.
         let (freshness, partition, searcher) = self.snapshot(tenant);
         let query = self.filtered(&partition, user_query, request);
-        let (total, total_exact, facets) = if request.facets.is_empty() {
-            let limit = if request.exact_total {
-                usize::MAX
-            } else {
-                TOTAL_LIMIT
-            };
-            let (total, exact) = count_up_to(&searcher, &query, limit)?;
-            (total, exact, None)
+        // One pass collects the page, the count and the facets: with the tenant a filter, a
+        // search visits every match to rank it anyway (see the module's header).
+        let facet_collector = if request.facets.is_empty() {
+            None
         } else {
-            let (total, aggregations) =
-                searcher.search(&query, &(Count, facet_collector(&request.facets)?))?;
-            let facets = read_facets(aggregations, &request.facets)?;
-            (total, true, Some(facets))
+            Some(facet_collector(&request.facets)?)
         };
         let top = TopDocs::with_limit(request.limit).and_offset(offset);
-        let ranked: Vec<(Option<f32>, DocAddress)> = match request.sort {
-            SortBy::Relevance => searcher
-                .search(&query, &top.order_by_score())?
-                .into_iter()
-                .map(|(score, address)| (Some(score), address))
-                .collect(),
-            SortBy::TimeDesc | SortBy::TimeAsc => {
-                let order = if request.sort == SortBy::TimeDesc {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
-                searcher
-                    .search(&query, &top.order_by_fast_field::<i64>("timestamp", order))?
-                    .into_iter()
-                    .map(|(_, address)| (None, address))
-                    .collect()
-            }
+        let (total, ranked, aggregations): (usize, Vec<(Option<f32>, DocAddress)>, _) =
+            match request.sort {
+                SortBy::Relevance => {
+                    let (total, top, aggregations) =
+                        searcher.search(&query, &(Count, top.order_by_score(), facet_collector))?;
+                    let ranked = top
+                        .into_iter()
+                        .map(|(score, address)| (Some(score), address))
+                        .collect();
+                    (total, ranked, aggregations)
+                }
+                SortBy::TimeDesc | SortBy::TimeAsc => {
+                    let order = if request.sort == SortBy::TimeDesc {
+                        Order::Desc
+                    } else {
+                        Order::Asc
+                    };
+                    let by_time = top.order_by_fast_field::<i64>("timestamp", order);
+                    let (total, top, aggregations) =
+                        searcher.search(&query, &(Count, by_time, facet_collector))?;
+                    let ranked = top
+                        .into_iter()
+                        .map(|(_, address)| (None, address))
+                        .collect();
+                    (total, ranked, aggregations)
+                }
+            };
+        let facets = match aggregations {
+            Some(aggregations) => Some(read_facets(aggregations, &request.facets)?),
+            None => None,
         };
         let hits = ranked
             .into_iter()
@@ -272,7 +277,7 @@ impl SearchIndex {
         let next = (!hits.is_empty() && end < total && end < MAX_WINDOW).then(|| end.to_string());
         Ok(SearchResponse {
             total: total as u64,
-            total_exact,
+            total_exact: true,
             hits,
             facets,
             next,
@@ -290,16 +295,12 @@ impl SearchIndex {
     ) -> BooleanQuery {
         let fields = &self.fields;
         let mut clauses = flatten(user_query);
-        // A term clause scored 0 rather than a constant-score filter: a conjunction of plain
-        // term clauses is what tantivy prunes block by block (see `schema.rs`).
+        // A filter, not a scored term clause (see the module's header).
         let tenant_term = TermQuery::new(
             Term::from_field_text(fields.tenant, partition),
             IndexRecordOption::WithFreqs,
         );
-        clauses.push((
-            Occur::Must,
-            Box::new(BoostQuery::new(Box::new(tenant_term), 0.0)),
-        ));
+        clauses.push((Occur::Must, filter(Box::new(tenant_term))));
         if let Some(doc_type) = request.doc_type {
             clauses.push((
                 Occur::Must,
@@ -449,28 +450,6 @@ fn flatten(user_query: Box<dyn Query>) -> Vec<(Occur, Box<dyn Query>)> {
         }
     }
     vec![(Occur::Must, user_query)]
-}
-
-/// Counts the matches of `query`, stopping after `limit`: `(count, exact)`, where a count that
-/// stopped is `limit` and not exact. Deleted documents (old versions of entities) are skipped.
-fn count_up_to(searcher: &Searcher, query: &dyn Query, limit: usize) -> Result<(usize, bool)> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    let mut count = 0usize;
-    for segment in searcher.segment_readers() {
-        let mut scorer = weight.scorer(segment, 1.0)?;
-        let alive = segment.alive_bitset();
-        let mut doc = scorer.doc();
-        while doc != TERMINATED {
-            if alive.is_none_or(|bits| bits.is_alive(doc)) {
-                if count == limit {
-                    return Ok((limit, false));
-                }
-                count += 1;
-            }
-            doc = scorer.advance();
-        }
-    }
-    Ok((count, true))
 }
 
 fn filter(query: Box<dyn Query>) -> Box<dyn Query> {

@@ -57,8 +57,8 @@ fn text_indexing() -> TextFieldIndexing {
 pub(crate) fn build() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let searchable_text = TextOptions::default().set_indexing_options(text_indexing());
-    // With frequencies, though each document has one tenant: a term clause that reads them is
-    // what tantivy's block-max pruning of a conjunction accepts (searches give it a boost of 0).
+    // With frequencies, though each document has one tenant and searches use it as a filter
+    // (`query.rs`): indexes made when it was a scored clause need no rebuild this way.
     let tenant = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("raw")

@@ -1,6 +1,6 @@
 //! Unit tests of the crate against real indexes in temporary directories.
 
-use crate::{DocType, Error, FacetField, Indexer, SearchIndex, SearchRequest, SortBy, TOTAL_LIMIT};
+use crate::{DocType, Error, FacetField, Indexer, MAX_WINDOW, SearchIndex, SearchRequest, SortBy};
 use shoal_schemas::{Event, EventKind, Sequence};
 use shoal_storage::LogRecord;
 use std::collections::BTreeSet;
@@ -460,10 +460,10 @@ fn pages_by_time_and_counts_facets() {
 }
 
 #[test]
-fn totals_stop_at_the_limit_unless_exact_or_faceted() {
+fn totals_count_every_match_past_the_deepest_page() {
     let dir = tempfile::tempdir().unwrap();
     let (index, mut indexer) = open(dir.path());
-    let matching = TOTAL_LIMIT as i64 + 5;
+    let matching = MAX_WINDOW as i64 + 5;
     let events: Vec<Event> = (0..matching)
         .map(|n| {
             let name = if n % 2 == 0 { "even" } else { "odd" };
@@ -496,23 +496,19 @@ fn totals_stop_at_the_limit_unless_exact_or_faceted() {
     let mut request = query("common");
     request.doc_type = Some(DocType::Event);
     request.limit = 10;
-    let capped = index.search("t1", &request).unwrap();
-    assert_eq!(
-        (capped.total, capped.total_exact),
-        (TOTAL_LIMIT as u64, false)
-    );
-    assert_eq!(capped.hits.len(), 10);
-    assert_eq!(capped.next.as_deref(), Some("10"));
-    assert_eq!(
-        capped.facets, None,
-        "facets are only counted when asked for"
-    );
+    for sort in [SortBy::Relevance, SortBy::TimeDesc] {
+        request.sort = sort;
+        let page = index.search("t1", &request).unwrap();
+        assert_eq!(
+            (page.total, page.total_exact),
+            (matching as u64, true),
+            "{sort:?}"
+        );
+        assert_eq!(page.hits.len(), 10);
+        assert_eq!(page.next.as_deref(), Some("10"));
+        assert_eq!(page.facets, None, "facets are only counted when asked for");
+    }
 
-    request.exact_total = true;
-    let exact = index.search("t1", &request).unwrap();
-    assert_eq!((exact.total, exact.total_exact), (matching as u64, true));
-
-    request.exact_total = false;
     request.facets = vec![FacetField::Name, FacetField::Band];
     let faceted = index.search("t1", &request).unwrap();
     assert_eq!(
@@ -534,7 +530,6 @@ fn totals_stop_at_the_limit_unless_exact_or_faceted() {
     );
     assert_eq!(facets.stage, None);
 
-    // Below the limit the count is exact without asking.
     let other_tenant = index.search("t2", &query("common")).unwrap();
     assert_eq!((other_tenant.total, other_tenant.total_exact), (1, true));
 }

@@ -41,6 +41,8 @@ pub struct SearchConfig {
     pub writer_threads: usize,
     /// Longest wait (ms) of an idle worker between looks at the log (appends wake it sooner).
     pub idle_wait_ms: u64,
+    /// Threads one search runs the index's segments on (0: one per core).
+    pub query_threads: usize,
 }
 
 impl Default for SearchConfig {
@@ -53,6 +55,7 @@ impl Default for SearchConfig {
             writer_memory_mib: 64,
             writer_threads: 1,
             idle_wait_ms: 1000,
+            query_threads: 0,
         }
     }
 }
@@ -74,6 +77,11 @@ impl SearchConfig {
         check(self.commit_docs > 0, "commit_docs", "must be > 0")?;
         check(self.batch_events > 0, "batch_events", "must be > 0")?;
         check(self.idle_wait_ms > 0, "idle_wait_ms", "must be > 0")?;
+        check(
+            self.query_threads <= 64,
+            "query_threads",
+            "must be at most 64 (0: one per core)",
+        )?;
         check(
             (1..=16).contains(&self.writer_threads),
             "writer_threads",

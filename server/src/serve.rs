@@ -205,7 +205,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         if config.search.enabled {
             let index = Arc::new(
-                SearchIndex::open(&config.search_dir()).context("opening the search index")?,
+                SearchIndex::open_with(&config.search_dir(), config.search.query_threads)
+                    .context("opening the search index")?,
             );
             // Kinesis forgets after its retention period: a new index, and a tenant's rebuild
             // of its documents, take the history from the archive first.

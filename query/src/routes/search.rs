@@ -4,11 +4,11 @@
 //! for `name`, `kind`, `entity`, `stage`, `band` and any property or trait), `type` = event |
 //! entity, `kind` (repeatable), `from`/`to` (event time, entities: last seen), `stage` and
 //! `band` (repeatable), `sort` = relevance | time_desc | time_asc, `limit` (1–100, default 20),
-//! `cursor`, `facets` (a comma-separated list of name, stage, band; repeatable), `exact_total` =
-//! true | false. The answer: `total` (counted up to 10,000 unless `exact_total=true` or facets
-//! are asked for) and `total_exact`, `hits` (with highlighted `snippet`), `facets` (only when
-//! asked for: counts per value over every match), `next`, and `freshness` (the searchable
-//! commit's positions per shard and its time).
+//! `cursor`, `facets` (a comma-separated list of name, stage, band; repeatable). The answer:
+//! `total` (every match) and `total_exact` (always true), `hits` (with highlighted `snippet`),
+//! `facets` (only when asked for: counts per value over every match), `next`, and `freshness`
+//! (the searchable commit's positions per shard and its time). `exact_total` = true | false is
+//! still accepted, and checked, from when totals stopped at 10,000; it changes nothing now.
 
 use crate::params::{Params, encode_cursor, ordered};
 use crate::{Error, QueryState, Result};
@@ -120,9 +120,9 @@ fn request(params: &Params) -> Result<SearchRequest> {
             facets.push(facet);
         }
     }
-    let exact_total = match params.get("exact_total") {
-        None | Some("false") => false,
-        Some("true") => true,
+    // Checked for the clients that send it; every total is exact now.
+    match params.get("exact_total") {
+        None | Some("false") | Some("true") => {}
         Some(_) => {
             return Err(Error::bad(
                 "exact_total",
@@ -130,7 +130,7 @@ fn request(params: &Params) -> Result<SearchRequest> {
                 "exact_total must be true or false",
             ));
         }
-    };
+    }
     let owned = |name: &str| params.all(name).into_iter().map(str::to_owned).collect();
     Ok(SearchRequest {
         query: params.get("q").unwrap_or("").to_owned(),
@@ -144,7 +144,6 @@ fn request(params: &Params) -> Result<SearchRequest> {
         limit: params.limit(20, MAX_LIMIT)?,
         cursor: params.cursor()?,
         facets,
-        exact_total,
     })
 }
 
@@ -181,7 +180,6 @@ mod tests {
                 limit: 5,
                 cursor: Some("40".into()),
                 facets: vec![FacetField::Band, FacetField::Name],
-                exact_total: true,
             }
         );
         assert_eq!(
