@@ -220,6 +220,10 @@ pub struct SearchArgs {
     /// New events whose time to searchable is measured.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub fresh_samples: u32,
+    /// Keep the index in this directory: built there when it holds none, otherwise reused
+    /// as it is (no indexing figures), so that query changes can be timed on one big index.
+    #[arg(long)]
+    pub index: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
