@@ -30,8 +30,9 @@ pub struct SeriesBytesArgs {
     /// Metric series (`cpu{host=hNNNN}`).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub series: u32,
-    /// Points per series, one a minute (1440 = one day).
-    #[arg(long, default_value_t = 1440, value_parser = clap::value_parser!(u32).range(2..=1440))]
+    /// Points per series, one a minute (1440 = one day; up to 30 days, to see what the file
+    /// holds per point once more than the day being rewritten is stored).
+    #[arg(long, default_value_t = 1440, value_parser = clap::value_parser!(u32).range(2..=43_200))]
     pub points: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -134,7 +135,10 @@ pub fn run(args: &SeriesBytesArgs) -> Result<()> {
         series: args.series,
         points: args.points,
         now_millis: chrono::Utc::now().timestamp_millis(),
-        metrics_day: (chrono::Utc::now().timestamp_millis() / crate::dataset::DAY - 2)
+        // Days back enough that the last point is before today.
+        metrics_day: (chrono::Utc::now().timestamp_millis() / crate::dataset::DAY
+            - 1
+            - i64::from(args.points.div_ceil(1440)))
             * crate::dataset::DAY,
     };
     let points = crate::dataset::points_only(&spec);
