@@ -5,7 +5,7 @@
 //! magnitudes, `score = 100 × (Σ weights of held conditions + N) / (P + N)`, rounded. All
 //! positive conditions held and no negative one gives 100; the reverse gives 0.
 
-use crate::document::{Bands, Condition};
+use crate::document::{Bands, Condition, Document};
 use crate::facts::{Facts, TraitValue, day_of};
 use crate::{DAY_MS, Rules};
 use serde::{Deserialize, Serialize};
@@ -77,55 +77,163 @@ pub struct Evaluation {
     pub conditions: Vec<ConditionOutcome>,
 }
 
+/// The stage and score of one entity at one time, without the explanation: what the
+/// projector needs for every event it folds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Judgement<'r> {
+    pub score: u8,
+    pub band: Band,
+    pub stage: Option<&'r str>,
+    /// `default` or the stage's name.
+    pub scorecard: &'r str,
+}
+
+/// The document's stages and scorecards with their conditions by index, made once per rules
+/// version. A replay evaluates once per event folded; by name, that was a string comparison
+/// per condition looked up, and two strings copied per evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Plan {
+    stages: Vec<StagePlan>,
+    cards: Vec<CardPlan>,
+    default_card: Option<usize>,
+}
+
+/// A condition by its index in the document's (name-ordered) conditions; `None` for a name
+/// the document does not define, which never holds.
+type Slot = Option<usize>;
+
+#[derive(Clone, Debug, PartialEq)]
+struct StagePlan {
+    name: String,
+    all: Vec<Slot>,
+    any: Vec<Slot>,
+    none: Vec<Slot>,
+    /// The scorecard named like the stage, if any.
+    card: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct CardPlan {
+    name: String,
+    /// In the scorecard's (name) order: sums add in the same order as over the document.
+    weights: Vec<(Slot, f64)>,
+    positive: f64,
+    negative: f64,
+    bands: Bands,
+}
+
+impl Plan {
+    pub(crate) fn of(document: &Document) -> Plan {
+        let slot = |name: &String| document.conditions.keys().position(|known| known == name);
+        let slots = |names: &[String]| names.iter().map(slot).collect();
+        let card = |name: &str| document.scorecards.keys().position(|known| known == name);
+        Plan {
+            stages: document
+                .stages
+                .iter()
+                .map(|stage| StagePlan {
+                    name: stage.name.clone(),
+                    all: slots(&stage.all),
+                    any: slots(&stage.any),
+                    none: slots(&stage.none),
+                    card: card(&stage.name),
+                })
+                .collect(),
+            cards: document
+                .scorecards
+                .iter()
+                .map(|(name, card)| CardPlan {
+                    name: name.clone(),
+                    weights: card
+                        .weights
+                        .iter()
+                        .map(|(condition, weight)| (slot(condition), *weight))
+                        .collect(),
+                    positive: card.weights.values().filter(|w| **w > 0.0).sum(),
+                    negative: card
+                        .weights
+                        .values()
+                        .filter(|w| **w < 0.0)
+                        .map(|w| -w)
+                        .sum(),
+                    bands: card.bands,
+                })
+                .collect(),
+            default_card: card("default"),
+        }
+    }
+}
+
 impl Rules {
-    /// Evaluates `facts` as of `as_of`. `explain` adds every condition's outcome in words (the
-    /// projector folds without it; the query side asks for it).
-    pub fn evaluate(&self, facts: &Facts, as_of: i64, explain: bool) -> Evaluation {
-        let document = self.document();
-        let held: std::collections::BTreeMap<&str, (bool, Option<f64>)> = document
+    /// The stage, score and band of `facts` as of `as_of`: [`Self::evaluate`] without the
+    /// explanation, and without copying a name.
+    pub fn judge(&self, facts: &Facts, as_of: i64) -> Judgement<'_> {
+        let held: Vec<bool> = self
+            .document()
             .conditions
-            .iter()
-            .map(|(name, condition)| (name.as_str(), measure(condition, facts, as_of)))
+            .values()
+            .map(|condition| measure(condition, facts, as_of).0)
             .collect();
-        let holds = |name: &String| held.get(name.as_str()).is_some_and(|(h, _)| *h);
-        let stage = document.stages.iter().find(|stage| {
+        self.judge_held(&held)
+    }
+
+    /// The judgement given which conditions hold (`held[i]`: the document's i-th condition).
+    fn judge_held(&self, held: &[bool]) -> Judgement<'_> {
+        let plan = &self.plan;
+        let holds = |slot: &Slot| slot.is_some_and(|index| held[index]);
+        let stage = plan.stages.iter().find(|stage| {
             stage.all.iter().all(holds)
                 && (stage.any.is_empty() || stage.any.iter().any(holds))
                 && !stage.none.iter().any(holds)
         });
-        let (scorecard_name, card) = stage
-            .and_then(|stage| document.scorecards.get_key_value(&stage.name))
-            .or_else(|| document.scorecards.get_key_value("default"))
+        let card = stage
+            .and_then(|stage| stage.card)
+            .or(plan.default_card)
+            .and_then(|index| plan.cards.get(index))
             .expect("validation guarantees a scorecard for every stage or a default");
-        let positive: f64 = card.weights.values().filter(|w| **w > 0.0).sum();
-        let negative: f64 = card
-            .weights
-            .values()
-            .filter(|w| **w < 0.0)
-            .map(|w| -w)
-            .sum();
         let raw: f64 = card
             .weights
             .iter()
-            .filter(|(name, _)| holds(name))
+            .filter(|(slot, _)| holds(slot))
             .map(|(_, weight)| weight)
             .sum();
-        let score = (100.0 * (raw + negative) / (positive + negative))
+        let score = (100.0 * (raw + card.negative) / (card.positive + card.negative))
             .round()
             .clamp(0.0, 100.0) as u8;
+        Judgement {
+            score,
+            band: Band::of(score, card.bands),
+            stage: stage.map(|stage| stage.name.as_str()),
+            scorecard: &card.name,
+        }
+    }
+
+    /// Evaluates `facts` as of `as_of`. `explain` adds every condition's outcome in words (the
+    /// projector folds without it; the query side asks for it).
+    pub fn evaluate(&self, facts: &Facts, as_of: i64, explain: bool) -> Evaluation {
+        let document = self.document();
+        let measured: Vec<(bool, Option<f64>)> = document
+            .conditions
+            .values()
+            .map(|condition| measure(condition, facts, as_of))
+            .collect();
+        let held: Vec<bool> = measured.iter().map(|(held, _)| *held).collect();
+        let judged = self.judge_held(&held);
         let conditions = if explain {
+            let weights = document
+                .scorecards
+                .get(judged.scorecard)
+                .map(|card| &card.weights);
             document
                 .conditions
                 .iter()
-                .map(|(name, condition)| {
-                    let (held, value) = held[name.as_str()];
-                    ConditionOutcome {
-                        name: name.clone(),
-                        held,
-                        value,
-                        detail: describe(condition, value),
-                        weight: card.weights.get(name).copied(),
-                    }
+                .zip(&measured)
+                .map(|((name, condition), (held, value))| ConditionOutcome {
+                    name: name.clone(),
+                    held: *held,
+                    value: *value,
+                    detail: describe(condition, *value),
+                    weight: weights.and_then(|weights| weights.get(name).copied()),
                 })
                 .collect()
         } else {
@@ -133,10 +241,10 @@ impl Rules {
         };
         Evaluation {
             as_of,
-            score,
-            band: Band::of(score, card.bands),
-            stage: stage.map(|stage| stage.name.clone()),
-            scorecard: scorecard_name.clone(),
+            score: judged.score,
+            band: judged.band,
+            stage: judged.stage.map(str::to_owned),
+            scorecard: judged.scorecard.to_owned(),
             conditions,
         }
     }

@@ -86,18 +86,23 @@ impl Facts {
         // Days at or before `cutoff` are outside every window from now on.
         let cutoff = newest.saturating_sub(horizon);
         let counted = rules.counts_event(name);
+        // Look-ups before inserts: a replay calls this once per event, and the names are
+        // nearly always known already (an `entry` would copy the name every time).
         if counted {
-            let last = self.last.entry(name.to_owned()).or_insert(timestamp);
-            *last = (*last).max(timestamp);
+            match self.last.get_mut(name) {
+                Some(last) => *last = (*last).max(timestamp),
+                None => {
+                    self.last.insert(name.to_owned(), timestamp);
+                }
+            }
         }
         if day > cutoff {
             if counted {
-                *self
-                    .counts
-                    .entry(name.to_owned())
-                    .or_default()
-                    .entry(day)
-                    .or_insert(0) += 1;
+                let per_day = match self.counts.get_mut(name) {
+                    Some(per_day) => per_day,
+                    None => self.counts.entry(name.to_owned()).or_default(),
+                };
+                *per_day.entry(day).or_insert(0) += 1;
             }
             if rules.activity {
                 *self.active.entry(day).or_insert(0) += 1;

@@ -18,7 +18,7 @@ pub mod parse;
 
 pub use document::Document;
 pub use error::Error;
-pub use evaluate::{Band, ConditionOutcome, Evaluation};
+pub use evaluate::{Band, ConditionOutcome, Evaluation, Judgement};
 pub use facts::{Facts, TraitValue};
 pub use parse::{Format, parse};
 
@@ -40,6 +40,8 @@ pub struct Rules {
     activity: bool,
     /// Days of history the widest window needs, counted back from the newest event's day.
     horizon_days: u32,
+    /// Stages and scorecards by condition index, for evaluation.
+    plan: evaluate::Plan,
 }
 
 impl Rules {
@@ -79,6 +81,7 @@ impl Rules {
             }
         }
         Rules {
+            plan: evaluate::Plan::of(&document),
             document,
             events,
             traits,

@@ -1,6 +1,6 @@
 //! Every condition kind, at and around its window edges, in UTC.
 
-use shoal_rules::{Band, DAY_MS, Facts, Format, Rules, parse};
+use shoal_rules::{Band, DAY_MS, Evaluation, Facts, Format, Rules, parse};
 
 /// 2026-03-10T12:00:00Z.
 const NOW: i64 = 1_773_144_000_000;
@@ -20,8 +20,26 @@ fn single(condition: &str) -> Rules {
     parse(&text, Format::Yaml).expect("valid rules")
 }
 
+/// `Rules::evaluate`, checked against `Rules::judge` (the projector's path), which must agree
+/// on everything but the explanation.
+fn evaluate(rules: &Rules, facts: &Facts, as_of: i64, explain: bool) -> Evaluation {
+    let evaluation = rules.evaluate(facts, as_of, explain);
+    let judged = rules.judge(facts, as_of);
+    assert_eq!(
+        (judged.score, judged.band, judged.stage, judged.scorecard),
+        (
+            evaluation.score,
+            evaluation.band,
+            evaluation.stage.as_deref(),
+            evaluation.scorecard.as_str()
+        ),
+        "judge and evaluate disagree"
+    );
+    evaluation
+}
+
 fn holds(rules: &Rules, facts: &Facts, as_of: i64) -> bool {
-    let evaluation = rules.evaluate(facts, as_of, true);
+    let evaluation = evaluate(rules, facts, as_of, true);
     assert_eq!(evaluation.conditions.len(), 1);
     let held = evaluation.conditions[0].held;
     assert_eq!(
@@ -55,7 +73,7 @@ fn event_count_window_is_whole_utc_days_ending_today() {
     observe(&rules, &mut facts, "login", &[oldest_inside]);
     assert!(holds(&rules, &facts, NOW));
     assert_eq!(
-        rules.evaluate(&facts, NOW, true).conditions[0].value,
+        evaluate(&rules, &facts, NOW, true).conditions[0].value,
         Some(2.0)
     );
     // A day later the oldest one slides out.
@@ -182,11 +200,11 @@ fn trend_against_the_previous_window() {
         "report_viewed",
         &[NOW, NOW - 1000, NOW - 6 * DAY_MS],
     );
-    let evaluation = rules.evaluate(&facts, NOW, true);
+    let evaluation = evaluate(&rules, &facts, NOW, true);
     assert_eq!(evaluation.conditions[0].value, Some(-25.0));
     assert!(!evaluation.conditions[0].held, "down 25% is not down 50%");
     // A day later the day -6 view slides into the previous window: 2 against 5.
-    let later = rules.evaluate(&facts, NOW + DAY_MS, true);
+    let later = evaluate(&rules, &facts, NOW + DAY_MS, true);
     assert_eq!(later.conditions[0].value, Some(-60.0));
     assert!(later.conditions[0].held);
     // Nothing in the previous window: no change to measure.
@@ -259,16 +277,16 @@ scorecards:
     let rules = parse(text, Format::Yaml).expect("valid");
     let mut facts = Facts::default();
     // Nothing held, `stale` held (never logged in): (0 - 50 + 50) / 150 = 0.
-    let evaluation = rules.evaluate(&facts, NOW, false);
+    let evaluation = evaluate(&rules, &facts, NOW, false);
     assert_eq!(evaluation.stage.as_deref(), Some("customer"));
     assert_eq!(evaluation.scorecard, "default");
     assert_eq!((evaluation.score, evaluation.band), (0, Band::Bad));
     observe(&rules, &mut facts, "login", &[NOW; 5]);
     // logins held, stale not: (60 + 50) / 150 = 73.3 → 73, Good.
-    let evaluation = rules.evaluate(&facts, NOW, false);
+    let evaluation = evaluate(&rules, &facts, NOW, false);
     assert_eq!((evaluation.score, evaluation.band), (73, Band::Good));
     // Nine days later: logins fell out of... no, 14-day window still holds; stale holds now.
-    let evaluation = rules.evaluate(&facts, NOW + 9 * DAY_MS, false);
+    let evaluation = evaluate(&rules, &facts, NOW + 9 * DAY_MS, false);
     assert_eq!((evaluation.score, evaluation.band), (40, Band::Normal));
     facts.merge_traits(
         &rules,
@@ -276,7 +294,7 @@ scorecards:
             .as_object()
             .expect("object"),
     );
-    let evaluation = rules.evaluate(&facts, NOW, true);
+    let evaluation = evaluate(&rules, &facts, NOW, true);
     assert_eq!(evaluation.stage.as_deref(), Some("trial"));
     assert_eq!((evaluation.score, evaluation.band), (100, Band::Good));
     let logins = evaluation

@@ -126,11 +126,12 @@ pub(crate) fn day_sk(millis: i64) -> String {
     sk
 }
 
-/// The name an event counts under.
-pub fn counted_name(event: &Event) -> String {
+/// The name an event counts under (borrowed for `track`, the common case: projections call
+/// this once per event).
+pub fn counted_name(event: &Event) -> std::borrow::Cow<'_, str> {
     match event.kind {
-        EventKind::Track => event.name.clone(),
-        other => format!("${}", other.as_str()),
+        EventKind::Track => std::borrow::Cow::Borrowed(event.name.as_str()),
+        other => std::borrow::Cow::Owned(format!("${}", other.as_str())),
     }
 }
 

@@ -93,26 +93,27 @@ impl ScoreState {
     /// score, band or stage changed.
     pub fn evaluate(&mut self, rules: &Rules, as_of: i64, cause: Cause) -> bool {
         let as_of = as_of.max(self.as_of);
-        let evaluation = rules.evaluate(&self.facts, as_of, false);
+        let judged = rules.judge(&self.facts, as_of);
         self.as_of = as_of;
-        let moved = self.band != Some(evaluation.band) || self.stage != evaluation.stage;
-        let changed = moved || self.score != evaluation.score;
+        let moved = self.band != Some(judged.band) || self.stage.as_deref() != judged.stage;
+        let changed = moved || self.score != judged.score;
         if moved {
+            let stage = judged.stage.map(str::to_owned);
             self.history.push(Change {
                 at: as_of,
-                score: evaluation.score,
-                band: evaluation.band,
-                stage: evaluation.stage.clone(),
+                score: judged.score,
+                band: judged.band,
+                stage: stage.clone(),
                 cause,
             });
             if self.history.len() > HISTORY_LIMIT {
                 let excess = self.history.len() - HISTORY_LIMIT;
                 self.history.drain(..excess);
             }
+            self.stage = stage;
         }
-        self.score = evaluation.score;
-        self.band = Some(evaluation.band);
-        self.stage = evaluation.stage;
+        self.score = judged.score;
+        self.band = Some(judged.band);
         changed
     }
 
