@@ -56,6 +56,11 @@ pub struct ProjectorConfig {
     /// No further read after this long.
     #[serde(with = "duration_millis")]
     pub fold_ahead_time: Duration,
+    /// Run the workers at the lowest CPU priority, on threads of their own (`background.rs`):
+    /// for a rebuild beside the live version, which must not slow live work. Set by the
+    /// rules manager, not by configuration.
+    #[serde(skip)]
+    pub background: bool,
 }
 
 impl Default for ProjectorConfig {
@@ -72,6 +77,7 @@ impl Default for ProjectorConfig {
             fold_ahead_events: DEFAULT_FOLD_AHEAD_EVENTS,
             fold_ahead_items: DEFAULT_FOLD_AHEAD_ITEMS,
             fold_ahead_time: DEFAULT_FOLD_AHEAD_TIME,
+            background: false,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! since every item write is conditional on its last applied position (`flush.rs`), so two
 //! workers on one shard for a moment (a lease stolen mid-batch) cost a retry, not a double count.
 
+use crate::background::Background;
 use crate::deadletter::{self, DeadLetter};
 use crate::lease::{self, LeaseConfig};
 use crate::status::{Live, StatusSource};
@@ -20,7 +21,7 @@ use shoal_storage::embedded::EmbeddedLog;
 use shoal_storage::{EventLog, ShardInfo, Table, TableName, TransactOp};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -101,6 +102,7 @@ impl Projector {
                 config: self.config,
                 state: Mutex::default(),
                 coordinator: Mutex::default(),
+                background: OnceLock::new(),
             }),
         };
         for projection in &self.projections {
@@ -167,6 +169,9 @@ struct Running {
     state: Mutex<State>,
     status: StatusSource,
     coordinator: Mutex<Option<lease::Coordinator>>,
+    /// Started with the first background worker; `None` inside when it could not start (the
+    /// workers then run beside live work, at its priority).
+    background: OnceLock<Option<Background>>,
 }
 
 /// A running projector. Projections can be added and removed while it runs (a rules version's
@@ -241,10 +246,25 @@ impl ProjectorHandle {
             parents: shard.parents.clone(),
             live: Arc::clone(live),
         };
-        WorkerTask {
-            stop,
-            task: tokio::spawn(worker.run(stopped)),
-        }
+        let background = config.background.then(|| self.background()).flatten();
+        let task = match background {
+            Some(background) => background.spawn(worker.run(stopped)),
+            None => tokio::spawn(worker.run(stopped)),
+        };
+        WorkerTask { stop, task }
+    }
+
+    fn background(&self) -> Option<&Background> {
+        self.inner
+            .background
+            .get_or_init(|| match Background::new() {
+                Ok(background) => Some(background),
+                Err(error) => {
+                    tracing::warn!(%error, "rebuilds run beside live work, at its priority");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     /// Starts the workers of every running projection on `shard`; nothing when already owned.

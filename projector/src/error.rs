@@ -20,6 +20,9 @@ pub enum Error {
     /// a version that is not the candidate or has not caught up).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The runtime that runs rebuilds beside live work could not start.
+    #[error("starting the background runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("a projection's write unit needs {ops} ops, the backend takes {limit} per transaction")]
     UnitTooLarge { ops: usize, limit: usize },
 }

@@ -12,6 +12,7 @@
 //!   run by its [`scores::manager::RulesManager`]. Key layouts: `docs/read-models.md`.
 
 pub mod archive;
+mod background;
 pub mod checkpoint;
 mod config;
 pub mod deadletter;

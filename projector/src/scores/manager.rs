@@ -12,7 +12,7 @@ use super::versions::{self, Pointer, Status, VersionRecord};
 use super::{Scores, index_pk, projection_name, state_key};
 use crate::keys::{checkpoint_pk, dead_letter_pk};
 use crate::periodic::Periodic;
-use crate::{Error, Projection, ProjectorHandle, Result};
+use crate::{Error, Projection, ProjectorConfig, ProjectorHandle, Result};
 use serde::Serialize;
 use shoal_rules::Rules;
 use shoal_storage::{Key, Query, Table, TableName, Update, Value, WriteOp};
@@ -162,7 +162,8 @@ impl RulesManager {
                 match record.status {
                     Status::Active | Status::Candidate => {
                         let rules = versions::compile(&record)?;
-                        manager.run_instance(&tenant, record.version, Arc::new(rules))?;
+                        let rebuild = matches!(record.status, Status::Candidate);
+                        manager.run_instance(&tenant, record.version, Arc::new(rules), rebuild)?;
                     }
                     Status::Retired | Status::Abandoned => {
                         manager.purge(&tenant, record.version).await?;
@@ -177,13 +178,28 @@ impl RulesManager {
         self.inner.tables.as_ref()
     }
 
-    fn run_instance(&self, tenant: &str, version: u32, rules: Arc<Rules>) -> Result<()> {
+    /// Starts the workers of one version. A `rebuild` (a candidate beside the live version)
+    /// runs at the lowest CPU priority, so that it takes only what live work leaves idle.
+    fn run_instance(
+        &self,
+        tenant: &str,
+        version: u32,
+        rules: Arc<Rules>,
+        rebuild: bool,
+    ) -> Result<()> {
         let scores = Arc::new(Scores::new(tenant, version, rules));
-        let mut config = self.inner.projector.config().clone();
-        config.batch_events = config.batch_events.max(self.inner.config.batch_events);
-        self.inner.projector.add_with(scores.clone(), config)?;
+        self.inner
+            .projector
+            .add_with(scores.clone(), self.instance_config(rebuild))?;
         lock(&self.inner.running).insert((tenant.to_owned(), version), scores);
         Ok(())
+    }
+
+    fn instance_config(&self, rebuild: bool) -> ProjectorConfig {
+        let mut config = self.inner.projector.config().clone();
+        config.batch_events = config.batch_events.max(self.inner.config.batch_events);
+        config.background = rebuild;
+        config
     }
 
     async fn stop_instance(&self, tenant: &str, version: u32) {
@@ -202,7 +218,7 @@ impl RulesManager {
     pub async fn propose(&self, tenant: &str, rules: Rules, auto_activate: bool) -> Result<u32> {
         let _change = self.inner.changes.lock().await;
         let version = versions::propose(self.tables(), tenant, &rules, auto_activate).await?;
-        self.run_instance(tenant, version, Arc::new(rules))?;
+        self.run_instance(tenant, version, Arc::new(rules), true)?;
         tracing::info!(tenant, version, "rules proposed; rebuilding scores");
         Ok(version)
     }
@@ -227,6 +243,15 @@ impl RulesManager {
         }
         let replaced = versions::activate(self.tables(), tenant, version).await?;
         tracing::info!(tenant, version, ?replaced, "rules version activated");
+        if let Some(scores) = &scores {
+            // Live now: its workers leave the background priority (they stop after their
+            // batch in hand and go on from their checkpoints).
+            self.inner.projector.remove(&name, version).await;
+            let projection: Arc<dyn Projection> = scores.clone();
+            self.inner
+                .projector
+                .add_with(projection, self.instance_config(false))?;
+        }
         if let Some(old) = replaced {
             self.stop_instance(tenant, old).await;
             self.purge_in_background(tenant, old);
