@@ -90,19 +90,7 @@ pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> 
             if !derived_seen.insert((write_table, write_key.clone())) {
                 continue;
             }
-            unit.push(match write {
-                Derived::Put { table, key, item } => TransactOp::Put {
-                    table,
-                    key,
-                    item,
-                    condition: None,
-                },
-                Derived::Delete { table, key } => TransactOp::Delete {
-                    table,
-                    key,
-                    condition: None,
-                },
-            });
+            unit.push(write.into());
         }
         flush.units.push(unit);
     }

@@ -23,7 +23,7 @@
 
 use crate::{PoisonError, Result};
 use shoal_schemas::{Event, Position, ShardId};
-use shoal_storage::{Item, Key, TableName};
+use shoal_storage::{Item, Key, TableName, TransactOp};
 use std::any::Any;
 use std::sync::Arc;
 // The cache is hashed once per event per item (and SipHash showed in profiles): foldhash is
@@ -50,6 +50,26 @@ pub enum Derived {
         table: TableName,
         key: Key,
     },
+}
+
+impl From<Derived> for TransactOp {
+    /// Unconditional: a derived write is idempotent, and commits with the item's own
+    /// conditional write.
+    fn from(write: Derived) -> TransactOp {
+        match write {
+            Derived::Put { table, key, item } => TransactOp::Put {
+                table,
+                key,
+                item,
+                condition: None,
+            },
+            Derived::Delete { table, key } => TransactOp::Delete {
+                table,
+                key,
+                condition: None,
+            },
+        }
+    }
 }
 
 /// One projection. Object-safe; injected as `Arc<dyn Projection>`.

@@ -15,7 +15,7 @@
 //! entities was a third of a sweep in which every score moved.
 
 use super::{Cause, Entry, Scores, decode_entry, encode_entry, state_key};
-use crate::projection::{Derived, POS_ATTRIBUTE};
+use crate::projection::POS_ATTRIBUTE;
 use crate::{Projection, Result};
 use serde::Serialize;
 use shoal_storage::{Condition, Key, Table, TableName, TransactOp};
@@ -114,19 +114,7 @@ async fn evaluate_page(
             item: new_item,
             condition: Some(condition),
         }];
-        unit.extend(derived.into_iter().map(|write| match write {
-            Derived::Put { table, key, item } => TransactOp::Put {
-                table,
-                key,
-                item,
-                condition: None,
-            },
-            Derived::Delete { table, key } => TransactOp::Delete {
-                table,
-                key,
-                condition: None,
-            },
-        }));
+        unit.extend(derived.into_iter().map(TransactOp::from));
         page.units.push(unit);
     }
     Ok(page)
