@@ -3,6 +3,7 @@
 # release server, measured before, during and after a scores rebuild of the log it has so far.
 #
 #   bench/rebuild-vs-ingest.sh [prefill seconds, default 15]
+#   REBUILD=0 bench/rebuild-vs-ingest.sh   # the control: the same phases, no rules, no rebuild
 #
 # Needs `cargo build --release -p shoal -p shoal-bench`. Search is off in the server so the
 # figure isolates the rebuild (the live projections run throughout, as in production). Prints
@@ -36,15 +37,21 @@ stages:
 scorecards:
   default: { weights: { active: 50, paying: 30, errors: -20, quiet: -30 }, bands: { good_from: 70, bad_below: 40 } }
 RULES
-curl -s -X PUT -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/yaml' \
-  --data-binary @"$DIR/rules.yaml" "$URL/v1/admin/tenants/default/rules"; echo
+if [ "${REBUILD:-1}" = 0 ]; then
+  echo "(control: no rules, no rebuild)"
+else
+  curl -s -X PUT -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/yaml' \
+    --data-binary @"$DIR/rules.yaml" "$URL/v1/admin/tenants/default/rules"; echo
+fi
 echo "== during the rebuild"; ingest 10 3
-progress() { curl -s -H "Authorization: Bearer $ADMIN" "$URL/v1/admin/tenants/default/rules" | python3 -c 'import json,sys; v=json.load(sys.stdin)["versions"][-1]; print("caught_up", v.get("caught_up"), "ready", v.get("ready"))'; }
+progress() { curl -s -H "Authorization: Bearer $ADMIN" "$URL/v1/admin/tenants/default/rules" | python3 -c 'import json,sys; v=(json.load(sys.stdin).get("versions") or [{}])[-1]; print("caught_up", v.get("caught_up"), "ready", v.get("ready"))'; }
 progress
 curl -s -H "Authorization: Bearer $READ" "$URL/v1/projections" | python3 -c 'import json,sys
 for p in json.load(sys.stdin)["projections"]:
     g=p.get("progress") or {}
     print(p["name"], "v%d" % p["version"], "applied", p["events_applied"], "rate %.0f/s" % g.get("events_per_second",0), "done %.2f" % (g.get("fraction_done") or 0), "caught_up", g.get("caught_up"))'
-for _ in $(seq 1 600); do progress | grep -q "ready True" && break; sleep 1; done
+if [ "${REBUILD:-1}" != 0 ]; then
+  for _ in $(seq 1 600); do progress | grep -q "ready True" && break; sleep 1; done
+fi
 progress
 echo "== after the rebuild"; ingest 10 4
