@@ -53,7 +53,7 @@ const ENTITY_CACHE: usize = 200_000;
 
 /// Operations handed to tantivy's writer thread at a time. One at a time (`add_document`)
 /// costs a channel operation each and, once the channel is full, a wake-up of this thread per
-/// document the writer thread takes: 18 % of the CPU of indexing 10 M events (BENCHMARKS.md).
+/// document the writer thread takes: a sixth of the CPU of indexing 10 M events (BENCHMARKS.md).
 const WRITE_BATCH: usize = 1024;
 
 /// Operations on their way to the writer, in order (a delete applies to the documents before
