@@ -82,19 +82,15 @@ fn event(rng: &mut impl Rng, n: u64) -> Event {
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
     // A temporary directory unless `--index` keeps the index (and the freshness log) in one.
-    let temporary = match &args.index {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
+    let (root, _temporary) = match &args.index {
+        Some(kept) => (kept.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
                 .prefix("shoal-bench-search-")
                 .tempdir_in(&args.dir)
-                .context("making the index directory")?,
-        ),
-    };
-    let root = match (&args.index, &temporary) {
-        (Some(kept), _) => kept.clone(),
-        (None, Some(dir)) => dir.path().to_path_buf(),
-        (None, None) => anyhow::bail!("no index directory"),
+                .context("making the index directory")?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
     };
     let index = Arc::new(SearchIndex::open(&root.join("search"))?);
     println!(

@@ -25,6 +25,7 @@
 //! the same exactly-once argument holds for the rebuild's own cursor, which is in the same
 //! payload (see `partition.rs`).
 
+use crate::batch::Batch;
 use crate::document::{self, EntityState, SearchFields};
 use crate::history::Seeding;
 use crate::index::{Annotation, Payload, SearchIndex, ShardProgress};
@@ -37,7 +38,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 use tantivy::collector::TopDocs;
-use tantivy::indexer::UserOperation;
 use tantivy::query::TermQuery;
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{IndexWriter, TantivyDocument, Term};
@@ -50,33 +50,6 @@ static ALL_FIELDS: TenantFields = TenantFields {
 
 /// Committed entity states kept in memory between commits, at most.
 const ENTITY_CACHE: usize = 200_000;
-
-/// Operations handed to tantivy's writer thread at a time. One at a time (`add_document`)
-/// costs a channel operation each and, once the channel is full, a wake-up of this thread per
-/// document the writer thread takes: a sixth of the CPU of indexing 10 M events (BENCHMARKS.md).
-const WRITE_BATCH: usize = 1024;
-
-/// Operations on their way to the writer, in order (a delete applies to the documents before
-/// it, as with `delete_term`: tantivy stamps a batch's operations in order).
-#[derive(Default)]
-struct Batch(Vec<UserOperation>);
-
-impl Batch {
-    fn push(&mut self, writer: &IndexWriter, operation: UserOperation) -> Result<()> {
-        self.0.push(operation);
-        if self.0.len() >= WRITE_BATCH {
-            self.flush(writer)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self, writer: &IndexWriter) -> Result<()> {
-        if !self.0.is_empty() {
-            writer.run(self.0.drain(..))?;
-        }
-        Ok(())
-    }
-}
 
 /// Writes documents for log records, and commits them with the positions they cover.
 pub struct Indexer {
@@ -657,7 +630,7 @@ impl Indexer {
         let mut batch = Batch::default();
         for part in parts {
             for doc in self.events.remove(&part).unwrap_or_default() {
-                batch.push(&self.writer, UserOperation::Add(doc))?;
+                batch.add(&self.writer, doc)?;
             }
             let states = entities.remove(&part).unwrap_or_default();
             let searchable = match states.first() {
@@ -665,10 +638,10 @@ impl Indexer {
                 None => continue,
             };
             for (key, state) in states {
-                let delete = UserOperation::Delete(Term::from_field_text(fields.key, &key));
-                batch.push(&self.writer, delete)?;
+                let key_term = Term::from_field_text(fields.key, &key);
+                batch.delete(&self.writer, key_term)?;
                 let doc = state.to_doc(&fields, &searchable);
-                batch.push(&self.writer, UserOperation::Add(doc))?;
+                batch.add(&self.writer, doc)?;
                 self.committed_entities.insert(key, state);
             }
         }

@@ -6,6 +6,7 @@
 //! - `partition.rs`: per-tenant searchable fields, and rebuilding a tenant's documents beside
 //!   the live ones when they change;
 //! - `index.rs`: [`SearchIndex`], the index on disk, its reader and committed status;
+//! - `batch.rs`: operations handed to tantivy's writer thread 1,024 at a time;
 //! - `indexer.rs`: [`Indexer`], the one writer, and why a replay never duplicates anything
 //!   (the log positions are the commit payload, committed with the documents);
 //! - `history.rs`: seeding a new index from the archive, for logs that forget (Kinesis);
@@ -16,6 +17,7 @@
 //! The index is a projection like the others (see DESIGN.md), except that its checkpoint is in
 //! the index rather than in the `control` table: it can be deleted and rebuilt from the log.
 
+mod batch;
 mod document;
 mod error;
 mod history;
