@@ -298,6 +298,12 @@ pub struct IngestArgs {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value = "2", value_parser = seconds)]
     pub warmup: Duration,
+    /// Open loop: send this many events per second over all connections, each request on a
+    /// fixed schedule whatever the answers, and time each from its scheduled start (so a
+    /// stalled server shows as latency, not as fewer requests). 0 = closed loop, as fast as
+    /// the answers come.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub rate: u32,
     /// Approximate size of one event's JSON text.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(120..=32_768))]
     pub event_bytes: u32,

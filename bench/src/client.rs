@@ -5,6 +5,10 @@
 //! whole answer, records it, and sends the next, until the deadline. After a transport error it
 //! reconnects; after a 429/503 it pauses briefly so an overloaded server is not spun against.
 //!
+//! With `Plan::pace` the loop is open instead: requests start on a fixed schedule, and each
+//! is timed from its scheduled start, so a server that stalls shows as latency (no
+//! coordinated omission) and a connection that falls behind catches up at once.
+//!
 //! Invariant: nothing outlives `plan.deadline` by more than `plan.request_timeout`.
 
 use crate::ids::IdStamper;
@@ -38,6 +42,8 @@ pub struct Plan {
     /// No request starts after this; requests that end after it are not measured.
     pub deadline: Instant,
     pub request_timeout: Duration,
+    /// Open loop: time between the scheduled starts of this connection's requests.
+    pub pace: Option<Duration>,
 }
 
 /// Pause after an overload answer (429/503) or a failed connection attempt.
@@ -55,7 +61,18 @@ pub async fn run_connection(
     let mut stats = Stats::new();
     let mut next = first;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    // Connections start spread over one period so their requests do not arrive together.
+    let mut due = plan
+        .pace
+        .map(|pace| Instant::now() + pace.mul_f64((first % 97) as f64 / 97.0));
     while Instant::now() < plan.deadline {
+        if let (Some(at), Some(pace)) = (due.as_mut(), plan.pace) {
+            if *at >= plan.deadline {
+                break;
+            }
+            tokio::time::sleep_until(*at).await;
+            *at += pace;
+        }
         let ready = match sender.as_mut() {
             Some(open) => open.ready().await.is_ok(),
             None => false,
@@ -79,7 +96,10 @@ pub async fn run_connection(
         next = next.wrapping_add(1);
         let body_len = body.len() as u64;
         let request = build_request(&target, body);
-        let started = Instant::now();
+        let started = match (due, plan.pace) {
+            (Some(next), Some(pace)) => next - pace,
+            _ => Instant::now(),
+        };
         let answer = timeout(plan.request_timeout, exchange(open, request)).await;
         let finished = Instant::now();
         let (status, answer_body) = match answer {

@@ -52,6 +52,14 @@ pub fn run(args: &IngestArgs) -> Result<()> {
             "no client ids"
         }
     );
+    if let Some(period) = pace(args) {
+        println!(
+            "open loop: {} events/s, one request every {:.1} ms on each of {} connections",
+            args.rate,
+            period.as_secs_f64() * 1e3,
+            args.connections
+        );
+    }
     let bodies = Arc::new(built);
 
     let mut reports = Vec::new();
@@ -208,6 +216,7 @@ async fn load(
         measure_from: start + args.warmup,
         deadline: start + args.warmup + args.duration,
         request_timeout: args.request_timeout,
+        pace: pace(args),
     };
     let connections = args.connections as usize;
     // Distinct per run, so ids never repeat against a long-running server either.
@@ -256,6 +265,18 @@ fn difference(before: Option<Duration>, after: Option<Duration>) -> Option<Durat
     Some(after?.saturating_sub(before?))
 }
 
+/// The open loop's period per connection (`None`: closed loop): `rate` events/s over all
+/// connections, `batch` events per request.
+fn pace(args: &IngestArgs) -> Option<Duration> {
+    period(args.rate, args.batch, args.connections)
+}
+
+fn period(rate: u32, batch: u32, connections: u32) -> Option<Duration> {
+    (rate > 0).then(|| {
+        Duration::from_secs_f64(f64::from(batch) * f64::from(connections) / f64::from(rate))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +291,13 @@ mod tests {
         assert!(target("http://127.0.0.1:1/v1", "k").is_err());
         assert!(target("not a url", "k").is_err());
         assert!(target("http://127.0.0.1:1", "bad\nkey").is_err());
+    }
+
+    #[test]
+    fn the_open_loop_spreads_the_rate_over_connections() {
+        assert_eq!(period(0, 1000, 4), None);
+        assert_eq!(period(100_000, 1000, 4), Some(Duration::from_millis(40)));
+        assert_eq!(period(25_000, 1000, 4), Some(Duration::from_millis(160)));
+        assert_eq!(period(40_000, 1, 64), Some(Duration::from_micros(1600)));
     }
 }

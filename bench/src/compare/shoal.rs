@@ -434,6 +434,7 @@ fn single_events(
         batch: 1,
         duration: args.single_duration,
         warmup: Duration::from_secs(1),
+        rate: 0,
         event_bytes: 200,
         entities: 100_000,
         client_ids: true,
