@@ -4,17 +4,16 @@
 //!
 //! Why threads and not a rate limit: a rate limit slows a rebuild on an idle machine too (issue
 //! 4 wants both a fast rebuild and an unhurt live ingest), while the scheduler gives a nice-19
-//! thread nearly all of an idle core and about 1.5 % of a busy one. Only the runtime's worker
-//! threads are lowered, and only by the tasks spawned here (each poll makes sure of its thread):
-//! its blocking pool keeps the normal priority, so a table group commit that a rebuild's write
-//! happens to lead (`shoal_storage::embedded`) never makes a live flush wait behind a
+//! thread nearly all of an idle core and about 1.5 % of a busy one.
+//!
+//! Every thread of the runtime is lowered as it starts, its blocking pool included: that is
+//! where a rebuild reads and decodes the log and loads its items. What a rebuild shares with live work stays at the normal priority
+//! because it runs elsewhere: its table writes are group-committed by the tables' own
+//! committer thread (`shoal_storage::embedded`), so a live flush never waits behind a
 //! starved thread.
 
 use crate::Result;
-use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -32,6 +31,7 @@ impl Background {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(THREADS)
             .thread_name("shoal-background")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()
             .map_err(crate::Error::Runtime)?;
@@ -45,34 +45,12 @@ impl Background {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let future = Lowered(Box::pin(future));
         match &self.runtime {
             Some(runtime) => runtime.spawn(future),
             // Unreachable: the runtime is taken only by `drop`.
             None => tokio::spawn(future),
         }
     }
-}
-
-/// A future that lowers the priority of every thread that polls it (once per thread).
-struct Lowered<T>(Pin<Box<dyn Future<Output = T> + Send>>);
-
-impl<T> Future for Lowered<T> {
-    type Output = T;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        LOWERED.with(|lowered| {
-            if !lowered.replace(true) {
-                lower_priority();
-            }
-        });
-        self.0.as_mut().poll(cx)
-    }
-}
-
-thread_local! {
-    /// Whether this thread's priority was lowered already.
-    static LOWERED: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Drop for Background {

@@ -29,6 +29,101 @@ fn counter(count: f64) -> Item {
     [("count".to_owned(), Value::N(count))].into()
 }
 
+/// The nice value of each thread of this process: (thread id, name, nice).
+#[cfg(target_os = "linux")]
+fn thread_priorities() -> Vec<(String, String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a task").path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // After the parenthesised name: state is field 3 and nice field 19 of the whole line.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        let nice = after_name
+            .split(' ')
+            .nth(16)
+            .expect("nice")
+            .parse()
+            .expect("a number");
+        let id = path
+            .file_name()
+            .expect("an id")
+            .to_string_lossy()
+            .into_owned();
+        threads.push((id, name.trim().to_owned(), nice));
+    }
+    threads
+}
+
+/// A rebuild writes from threads at the lowest priority (nice 19), and its writes share group
+/// commits with live flushes: the commit must run on a thread that kept the opener's
+/// priority, or live flushes wait behind a starved thread. Threads inherit the nice value of
+/// the thread that creates them, so a commit led from a pool the low-priority writer grew
+/// would run at nice 19.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_low_priority_writer_does_not_lower_the_commit() {
+    let me = unsafe { libc::gettid() }.to_string();
+    let opener = thread_priorities()
+        .into_iter()
+        .find(|(id, _, _)| *id == me)
+        .map(|(_, _, nice)| nice)
+        .expect("this thread in /proc/self/task");
+    assert!(
+        opener < 19,
+        "the test runs at nice {opener}: it cannot tell a lowered commit apart"
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tables = Arc::new(EmbeddedTables::open(&dir.path().join("tables.redb")).expect("open"));
+    let writer = Arc::clone(&tables);
+    let seen = std::thread::spawn(move || {
+        // SAFETY: a plain system call on this thread's own id.
+        let lowered =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+        assert_eq!(
+            lowered,
+            0,
+            "setpriority: {}",
+            std::io::Error::last_os_error()
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            for round in 0..3 {
+                let ops = vec![WriteOp::Put {
+                    key: Key::new("rebuild", format!("item-{round}")),
+                    item: counter(f64::from(round)),
+                }];
+                writer.write(TableName::Views, ops).await.expect("write");
+            }
+        });
+        // Before the runtime (and any pool it grew) goes away.
+        let own = unsafe { libc::gettid() }.to_string();
+        thread_priorities()
+            .into_iter()
+            .filter(|(id, _, _)| *id != own)
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("the writer thread");
+    let lowered: Vec<_> = seen.iter().filter(|(_, _, nice)| *nice == 19).collect();
+    assert!(
+        lowered.is_empty(),
+        "threads at nice 19 besides the writer: {lowered:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(_, name, nice)| name == "shoal-tables-co" && *nice == opener),
+        "no committer thread at the opener's nice {opener} in {seen:?}"
+    );
+}
+
 #[tokio::test]
 async fn items_survive_reopening() {
     let dir = tempfile::tempdir().expect("temporary directory");

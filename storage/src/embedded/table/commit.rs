@@ -28,16 +28,23 @@
 //! it, so syncing each one buys nothing: its fsync only delays the moment the flush becomes
 //! visible (the freshness of every read model) by the disk's latency.
 //!
-//! The leader: the first request that finds no commit under way starts one on the blocking
-//! pool, which commits groups until the queue is empty. No thread waits idle. The leader holds
-//! the database only while it commits, and lets go of it before it answers: once every call
-//! has returned and every handle is dropped, the file is closed and can be opened again.
+//! The leader: the first request that finds no commit under way wakes the committer, a thread
+//! of its own started with the tables, which commits groups until the queue is empty. Why a
+//! thread of its own and not tokio's blocking pool: Linux threads inherit the nice value of
+//! the thread that creates them, and a rebuild runs at nice 19 (`shoal_projector`'s
+//! background runtime); a leader started from there would commit every live flush of its
+//! group at the lowest priority, behind the very work it should have priority over. The
+//! committer is created by whoever opens the tables (the server, at startup), and keeps that
+//! priority. The leader holds the database only while it commits, and lets go of it before it
+//! answers: once every call has returned and every handle is dropped, the committer ends and
+//! the file is closed and can be opened again.
 
 use super::ops;
 use super::{Inner, RedbStore, redb_error};
 use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
 use redb::Durability;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, Weak, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -89,13 +96,36 @@ pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
         queue.pending.push((request, answer));
         !std::mem::replace(&mut queue.leading, true)
     };
-    if lead {
+    if lead && inner.committer.send(()).is_err() {
+        // The committer ends only once the tables are dropped, so this does not happen; if
+        // it ever did, leading from the blocking pool beats a write that never returns.
         let (database, queue) = (Arc::downgrade(inner), Arc::clone(&inner.queue));
         tokio::task::spawn_blocking(move || lead_commits(&database, &queue));
     }
     answered
         .await
         .map_err(|_| Error::Backend("the table writer stopped before answering".to_owned()))?
+}
+
+/// Starts the committer of the tables `database` will point to: it leads once per wake-up,
+/// and ends when the tables are dropped (with them, the sender).
+pub(crate) fn start_committer(
+    database: Weak<Inner>,
+    queue: Arc<Mutex<Queue>>,
+    wakes: mpsc::Receiver<()>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("shoal-tables-commit".to_owned())
+        .spawn(move || {
+            for () in wakes {
+                // A panicking commit has failed its group already (`Leading`); the next
+                // write still finds a committer.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    lead_commits(&database, &queue);
+                }));
+            }
+        })
+        .map(drop)
 }
 
 /// Commits groups until no request is waiting.

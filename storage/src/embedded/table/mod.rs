@@ -16,7 +16,7 @@
 //!   undoes it; redb undoes only whole transactions, newest first, so a crash loses a suffix of
 //!   flushes and never keeps a checkpoint without its items;
 //! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
-//! - redb is blocking. Writes run on tokio's blocking pool (`spawn_blocking`) and are
+//! - redb is blocking. Writes run on a committer thread of the tables' own and are
 //!   group-committed (`commit`): the calls that arrive during a commit share the next
 //!   transaction and its one fsync. Reads start on the calling task: a point read, a small
 //!   `batch_get` and the first [`INLINE_ROWS`] rows (or [`INLINE_BYTES`]) of a query take a few
@@ -84,6 +84,8 @@ struct Inner {
     /// Writes waiting for the next group commit (shared with the leader, which holds the
     /// database itself only while it commits).
     queue: Arc<std::sync::Mutex<commit::Queue>>,
+    /// Wakes the committer thread to lead (`commit`).
+    committer: std::sync::mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for EmbeddedTables {
@@ -112,13 +114,15 @@ impl EmbeddedTables {
             txn.open_table(definition(table)).map_err(redb_error)?;
         }
         txn.commit().map_err(redb_error)?;
-        Ok(EmbeddedTables {
-            inner: Arc::new(Inner {
-                db,
-                path: path.to_owned(),
-                queue: Default::default(),
-            }),
-        })
+        let (committer, wakes) = std::sync::mpsc::channel();
+        let inner = Arc::new(Inner {
+            db,
+            path: path.to_owned(),
+            queue: Default::default(),
+            committer,
+        });
+        commit::start_committer(Arc::downgrade(&inner), Arc::clone(&inner.queue), wakes)?;
+        Ok(EmbeddedTables { inner })
     }
 
     /// Runs blocking redb work on tokio's blocking pool.
