@@ -61,17 +61,19 @@ pub async fn run_connection(
     let mut stats = Stats::new();
     let mut next = first;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    // Connections start spread over one period so their requests do not arrive together.
-    let mut due = plan
-        .pace
-        .map(|pace| Instant::now() + pace.mul_f64((first % 97) as f64 / 97.0));
+    // The open loop's next scheduled start and period. Connections start spread over one
+    // period so their requests do not arrive together.
+    let mut schedule = plan.pace.map(|pace| {
+        let offset = pace.mul_f64((first % 97) as f64 / 97.0);
+        (Instant::now() + offset, pace)
+    });
     while Instant::now() < plan.deadline {
-        if let (Some(at), Some(pace)) = (due.as_mut(), plan.pace) {
-            if *at >= plan.deadline {
+        if let Some((due, pace)) = schedule.as_mut() {
+            if *due >= plan.deadline {
                 break;
             }
-            tokio::time::sleep_until(*at).await;
-            *at += pace;
+            tokio::time::sleep_until(*due).await;
+            *due += *pace;
         }
         let ready = match sender.as_mut() {
             Some(open) => open.ready().await.is_ok(),
@@ -96,9 +98,10 @@ pub async fn run_connection(
         next = next.wrapping_add(1);
         let body_len = body.len() as u64;
         let request = build_request(&target, body);
-        let started = match (due, plan.pace) {
-            (Some(next), Some(pace)) => next - pace,
-            _ => Instant::now(),
+        let started = match schedule {
+            // The start this request was scheduled for (the schedule has moved past it).
+            Some((next, pace)) => next - pace,
+            None => Instant::now(),
         };
         let answer = timeout(plan.request_timeout, exchange(open, request)).await;
         let finished = Instant::now();

@@ -7,10 +7,10 @@
 //! thread nearly all of an idle core and about 1.5 % of a busy one.
 //!
 //! Every thread of the runtime is lowered as it starts, its blocking pool included: that is
-//! where a rebuild reads and decodes the log and loads its items. What a rebuild shares with live work stays at the normal priority
-//! because it runs elsewhere: its table writes are group-committed by the tables' own
-//! committer thread (`shoal_storage::embedded`), so a live flush never waits behind a
-//! starved thread.
+//! where a rebuild reads and decodes the log and loads its items. What a rebuild shares with
+//! live work stays at the normal priority because it runs elsewhere: its table writes are
+//! group-committed by the tables' own committer thread (`shoal_storage::embedded`), so a live
+//! flush never waits behind a starved thread.
 
 use crate::Result;
 use std::future::Future;
