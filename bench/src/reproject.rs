@@ -62,7 +62,7 @@ async fn run_async(args: &ReprojectArgs) -> Result<()> {
             fold_ahead_time: std::time::Duration::from_millis(args.fold_ahead_time_ms),
             ..Default::default()
         };
-        let projections: Vec<_> = shoal_projector::default_projections()
+        let projections: Vec<_> = shoal_projector::default_projections(log.as_ref())
             .into_iter()
             .filter(|projection| {
                 args.projections

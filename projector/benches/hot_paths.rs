@@ -72,7 +72,7 @@ fn fold(c: &mut Criterion) {
     let mut group = c.benchmark_group("projection");
     group.sample_size(10);
     group.throughput(Throughput::Elements(EVENTS));
-    for projection in shoal_projector::default_projections() {
+    for projection in shoal_projector::default_projections(log_dyn.as_ref()) {
         let name = format!("catch up {EVENTS} events: {}", projection.name());
         let projections = [projection];
         group.bench_function(name, |b| {

@@ -47,10 +47,16 @@ pub use worker::catch_up;
 
 use std::sync::Arc;
 
-/// The default projections, in the order the server wires them.
-pub fn default_projections() -> Vec<Arc<dyn Projection>> {
+/// The default projections, in the order the server wires them, for a projector reading
+/// `log` (which decides the archive's layout: [`archive::Archive::for_log`]).
+pub fn default_projections(log: &dyn shoal_storage::EventLog) -> Vec<Arc<dyn Projection>> {
+    default_projections_with(archive::Archive::for_log(log).layout())
+}
+
+/// The default projections with the archive in `layout`.
+pub fn default_projections_with(layout: archive::Layout) -> Vec<Arc<dyn Projection>> {
     vec![
-        Arc::new(archive::Archive),
+        Arc::new(archive::Archive::new(layout)),
         Arc::new(series::Series),
         Arc::new(entities::Entities),
     ]

@@ -380,11 +380,16 @@ impl Worker {
     }
 
     /// The stored checkpoint; for a projection starting from nothing with seeding on, the
-    /// checkpoint its seed from the archive wrote (see `seed.rs`).
+    /// checkpoint its seed from the archive wrote (see `seed.rs`). A log that keeps everything
+    /// is never seeded from: it holds the whole history itself, and its archive holds only
+    /// positions in it (`archive.rs`).
     async fn start_point(&self) -> Result<Checkpoint> {
         let stored = self.load_checkpoint().await?;
         let fresh = stored.position.is_none() && !stored.finished;
-        if fresh && self.config.seed_from_archive && self.projection.name() != crate::archive::NAME
+        if fresh
+            && self.config.seed_from_archive
+            && !self.log.keeps_everything()
+            && self.projection.name() != crate::archive::NAME
         {
             let seeded = crate::seed::from_archive(
                 self.projection.as_ref(),

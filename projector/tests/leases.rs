@@ -47,13 +47,18 @@ fn start(
         ..ProjectorConfig::default()
     };
     rt.block_on(async {
-        Projector::new(log.clone(), tables.clone(), default_projections(), config)
-            .unwrap()
-            .with_ownership(leases(owner))
-            .unwrap()
-            .spawn()
-            .await
-            .unwrap()
+        Projector::new(
+            log.clone(),
+            tables.clone(),
+            default_projections(log.as_ref()),
+            config,
+        )
+        .unwrap()
+        .with_ownership(leases(owner))
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap()
     })
 }
 
@@ -162,7 +167,7 @@ fn processes_share_shards_take_over_after_a_kill_and_hand_over_on_stop() {
         catch_up(
             log.clone(),
             clean.clone(),
-            &default_projections(),
+            &default_projections(log.as_ref()),
             &ProjectorConfig::default(),
         )
         .await

@@ -71,7 +71,7 @@ async fn projections_hold_exact_values() {
     let projector = shoal_projector::Projector::new(
         log.clone(),
         tables.clone(),
-        shoal_projector::default_projections(),
+        shoal_projector::default_projections(log.as_ref()),
         ProjectorConfig::default(),
     )
     .unwrap();
@@ -214,13 +214,23 @@ async fn projections_hold_exact_values() {
     assert_eq!(Resolution::coarsest_for(5 * MINUTE), Resolution::Minute);
     assert_eq!(Resolution::coarsest_for(DAY), Resolution::Day);
 
-    let page = archive::events(tables.as_ref(), "acme", "u1", T, T + DAY + 1000, None, 3)
-        .await
-        .unwrap();
+    let page = archive::events(
+        tables.as_ref(),
+        Some(log.as_ref()),
+        "acme",
+        "u1",
+        T,
+        T + DAY + 1000,
+        None,
+        3,
+    )
+    .await
+    .unwrap();
     assert_eq!(page.events.len(), 3);
     assert_eq!(page.events[0]["timestamp"], "2024-01-02T00:00:01.000Z");
     let rest = archive::events(
         tables.as_ref(),
+        Some(log.as_ref()),
         "acme",
         "u1",
         T,
@@ -428,7 +438,7 @@ async fn small_transactions_give_the_same_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
     log.append(sample()).await.unwrap();
-    let projections = shoal_projector::default_projections();
+    let projections = shoal_projector::default_projections(log.as_ref());
     let config = ProjectorConfig::default();
     let whole = Arc::new(TestTables::new(usize::MAX));
     catch_up(log.clone(), whole.clone(), &projections, &config)

@@ -98,7 +98,7 @@ proptest! {
         run(async move {
             let dir = tempfile::tempdir().unwrap();
             let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
-            let projections = shoal_projector::default_projections();
+            let projections = shoal_projector::default_projections(log.as_ref());
             let max_ops = if small { 5 } else { usize::MAX };
             let incremental = Arc::new(TestTables::new(max_ops));
             // Folding ahead (several reads per flush) whenever behind at all, within bounds

@@ -7,7 +7,8 @@ mod common;
 
 use async_trait::async_trait;
 use common::{Fault, TestTables, dump, log_in, metric, track};
-use shoal_projector::{ProjectorConfig, catch_up, checkpoint, default_projections};
+use shoal_projector::archive::Layout;
+use shoal_projector::{ProjectorConfig, catch_up, checkpoint, default_projections_with};
 use shoal_schemas::{Event, EventKind, Position, ShardId};
 use shoal_storage::{AppendOutcome, EventLog, Key, ReadBatch, ShardInfo, Table, TableName};
 use std::collections::{BTreeSet, HashMap};
@@ -88,7 +89,7 @@ fn workload(from: usize, to: usize) -> Vec<Event> {
 
 /// The read-side projections (everything but the archive).
 fn readers() -> Vec<Arc<dyn shoal_projector::Projection>> {
-    default_projections()
+    default_projections_with(Layout::Copies)
         .into_iter()
         .filter(|p| p.name() != "archive")
         .collect()
@@ -99,10 +100,11 @@ async fn setup(dir: &std::path::Path) -> (Arc<dyn EventLog>, Arc<Forgetful>, Arc
     let tables = Arc::new(TestTables::new(100));
     log.append(workload(0, 3000)).await.unwrap();
     // The archive reads everything so far; then the log "forgets" exactly that.
-    let archive: Vec<Arc<dyn shoal_projector::Projection>> = default_projections()
-        .into_iter()
-        .filter(|p| p.name() == "archive")
-        .collect();
+    let archive: Vec<Arc<dyn shoal_projector::Projection>> =
+        default_projections_with(Layout::Copies)
+            .into_iter()
+            .filter(|p| p.name() == "archive")
+            .collect();
     let dynamic: Arc<dyn Table> = tables.clone();
     catch_up(log.clone(), dynamic, &archive, &ProjectorConfig::default())
         .await

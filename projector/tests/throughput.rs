@@ -57,7 +57,7 @@ async fn projection_throughput() {
     let only: Option<Vec<String>> = std::env::var("SHOAL_BENCH_PROJECTIONS")
         .ok()
         .map(|names| names.split(',').map(str::to_owned).collect());
-    for projection in shoal_projector::default_projections() {
+    for projection in shoal_projector::default_projections(log.as_ref()) {
         if let Some(only) = &only
             && !only.iter().any(|name| name == projection.name())
         {
@@ -114,7 +114,7 @@ async fn projection_throughput() {
     let tables: Arc<dyn Table> =
         Arc::new(EmbeddedTables::open(&dir.path().join("all.redb")).unwrap());
     let started = Instant::now();
-    let projections = shoal_projector::default_projections();
+    let projections = shoal_projector::default_projections(log.as_ref());
     let mut tasks = Vec::new();
     for projection in projections {
         let (log, tables, config) = (log.clone(), tables.clone(), config.clone());

@@ -68,7 +68,7 @@ async fn writes_per_event_by_batch_size() {
     }
     println!("| projection | batch events | item writes | writes per event |");
     println!("|---|---:|---:|---:|");
-    for projection in default_projections() {
+    for projection in default_projections(log.as_ref()) {
         for batch_events in [100, 1_000, 20_000] {
             let tables = Arc::new(TestTables::new(100));
             let dynamic: Arc<dyn Table> = tables.clone();

@@ -150,7 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let mut builder = Projector::new(
             log.clone(),
             table.clone(),
-            shoal_projector::default_projections(),
+            shoal_projector::default_projections(log.as_ref()),
             projector_config,
         )?;
         if let Some(embedded) = &storage.embedded {
@@ -192,7 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let shards = log.shards().await?.into_iter().map(|s| s.id).collect();
             status_source = Some(StatusSource::detached(
                 table.clone(),
-                shoal_projector::default_projections(),
+                shoal_projector::default_projections(log.as_ref()),
                 shards,
             ));
         }

@@ -155,6 +155,23 @@ pub trait EventLog: Send + Sync {
         max_events: usize,
     ) -> crate::Result<ReadBatch>;
 
+    /// Whether every record stays readable at its position for as long as the log exists (the
+    /// embedded log: nothing is ever rewritten or expired, so it is the archive too). A log
+    /// that forgets (Kinesis, after its retention period) answers `false`, the default.
+    fn keeps_everything(&self) -> bool {
+        false
+    }
+
+    /// The events at `positions` of `shard`, in the order asked: one event per position. For
+    /// logs that [keep everything](EventLog::keeps_everything); the default refuses. A position
+    /// that names no event is [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    async fn read_at(&self, shard: &ShardId, positions: &[Position]) -> crate::Result<Vec<Event>> {
+        let _ = (shard, positions);
+        Err(crate::Error::Unavailable(
+            "this log does not read single events by position".to_owned(),
+        ))
+    }
+
     /// Waits until the shard may hold events after `after`, or until `timeout` passes. Returns
     /// without polling on the embedded backend (it is woken by the append); a remote backend may
     /// poll within its read limits. A `true` answer is a hint: read to find out.

@@ -376,7 +376,7 @@ async fn reproject(
     } = crate::reproject::replay(
         &log,
         &tables,
-        shoal_projector::default_projections(),
+        shoal_projector::default_projections(log.as_ref()),
         &config,
     )
     .await?;

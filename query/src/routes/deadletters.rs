@@ -41,7 +41,14 @@ async fn projection(state: &QueryState, params: &Params) -> Result<Arc<dyn Proje
             "version applies to scores.<tenant> projections only",
         ));
     }
-    shoal_projector::default_projections()
+    // Only the archive depends on the log (its layout), and the archive never dead-letters.
+    let layout = state
+        .log
+        .as_deref()
+        .map(shoal_projector::archive::Archive::for_log)
+        .unwrap_or_default()
+        .layout();
+    shoal_projector::default_projections_with(layout)
         .into_iter()
         .find(|projection| projection.name() == name)
         .ok_or_else(|| Error::NotFound {

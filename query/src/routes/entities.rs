@@ -188,18 +188,28 @@ pub async fn events(
     ordered(from, to)?;
     let limit = params.limit(100, 1000)?;
     let cursor = params.cursor()?;
-    let page =
-        match archive::events(state.tables.as_ref(), &tenant, &id, from, to, cursor, limit).await {
-            Err(shoal_projector::Error::Storage(shoal_storage::Error::InvalidCursor)) => {
-                return Err(bad_cursor());
-            }
-            other => other?,
-        };
+    let page = match archive::events(
+        state.tables.as_ref(),
+        state.log.as_deref(),
+        &tenant,
+        &id,
+        from,
+        to,
+        cursor,
+        limit,
+    )
+    .await
+    {
+        Err(shoal_projector::Error::Storage(shoal_storage::Error::InvalidCursor)) => {
+            return Err(bad_cursor());
+        }
+        other => other?,
+    };
     Ok(axum::Json(serde_json::json!({
         "entity": id,
         "events": page.events,
         "next": encode_cursor(page.next),
-        "freshness": freshness_of(&state, &Archive).await?,
+        "freshness": freshness_of(&state, &Archive::default()).await?,
     }))
     .into_response())
 }

@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+pub use super::by_position::read_at_returns_the_events_at_those_positions;
+
 /// How long a check waits for appended events to become readable.
 pub const VISIBILITY_DEADLINE: Duration = Duration::from_secs(30);
 /// Events asked for per read while collecting everything.
@@ -69,6 +71,7 @@ macro_rules! event_log_conformance {
             entities_spread_over_shards,
             wait_for_wakes_on_append_and_times_out,
             unknown_shards_are_errors,
+            read_at_returns_the_events_at_those_positions,
         }
     };
 }
@@ -137,10 +140,10 @@ async fn append_stored(log: &dyn EventLog, events: Vec<Event>) -> Vec<Position> 
 
 /// One event as read back.
 #[derive(Clone, Debug)]
-struct Read {
-    shard: ShardId,
-    position: Position,
-    event: Event,
+pub(crate) struct Read {
+    pub(crate) shard: ShardId,
+    pub(crate) position: Position,
+    pub(crate) event: Event,
 }
 
 async fn open_shards(log: &dyn EventLog) -> Vec<ShardId> {
@@ -154,7 +157,7 @@ async fn open_shards(log: &dyn EventLog) -> Vec<ShardId> {
 
 /// Every event of `tenant`, per shard in read order, once at least `expected` are readable
 /// (then also whatever else was there: extra copies show up as a count above `expected`).
-async fn read_tenant(log: &dyn EventLog, tenant: &str, expected: usize) -> Vec<Read> {
+pub(crate) async fn read_tenant(log: &dyn EventLog, tenant: &str, expected: usize) -> Vec<Read> {
     let deadline = Instant::now() + VISIBILITY_DEADLINE;
     let mut cursors: HashMap<ShardId, Position> = HashMap::new();
     let mut found = Vec::new();
@@ -195,7 +198,7 @@ async fn read_tenant(log: &dyn EventLog, tenant: &str, expected: usize) -> Vec<R
 }
 
 /// Reads of one shard, grouped.
-fn by_shard(reads: &[Read]) -> BTreeMap<ShardId, Vec<Read>> {
+pub(crate) fn by_shard(reads: &[Read]) -> BTreeMap<ShardId, Vec<Read>> {
     let mut shards: BTreeMap<ShardId, Vec<Read>> = BTreeMap::new();
     for read in reads {
         shards

@@ -1,4 +1,5 @@
 //! The shared conformance suites: every backend of a trait runs the same checks.
 
+mod by_position;
 pub mod log;
 pub mod table;

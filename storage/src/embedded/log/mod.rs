@@ -385,6 +385,23 @@ impl EventLog for EmbeddedLog {
         .map_err(|error| Error::Backend(format!("log read task failed: {error}")))?
     }
 
+    fn keeps_everything(&self) -> bool {
+        true
+    }
+
+    async fn read_at(&self, shard: &ShardId, positions: &[Position]) -> Result<Vec<Event>> {
+        let handle = self.shard(shard)?;
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shared = Arc::clone(&handle.shared);
+        let head = shared.head();
+        let positions = positions.to_vec();
+        tokio::task::spawn_blocking(move || reader::read_at(&shared, &head, &positions))
+            .await
+            .map_err(|error| Error::Backend(format!("log read task failed: {error}")))?
+    }
+
     async fn wait_for(
         &self,
         shard: &ShardId,

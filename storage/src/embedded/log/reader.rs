@@ -15,7 +15,7 @@ use super::codec::BlockDecoder;
 use super::segment::{FrameReader, Step};
 use super::shard::{Head, ShardShared};
 use crate::{Error, LogRecord, ReadBatch, Result};
-use shoal_schemas::{Position, Sequence};
+use shoal_schemas::{Event, Position, Sequence};
 
 /// Up to about `max_events` events of the shard after `after`, as of `head`.
 pub fn read(
@@ -102,6 +102,64 @@ pub fn read(
         end_of_shard: false,
         millis_behind,
     })
+}
+
+/// The events at `positions`, in the order asked. Each block named is read and decoded once,
+/// however many of the positions fall in it.
+pub fn read_at(shard: &ShardShared, head: &Head, positions: &[Position]) -> Result<Vec<Event>> {
+    let mut order: Vec<usize> = (0..positions.len()).collect();
+    order.sort_by_key(|&at| (positions[at].sequence.to_u64(), positions[at].index));
+    let mut decoder = BlockDecoder::new()?;
+    let mut found: Vec<Option<Event>> = vec![None; positions.len()];
+    let mut block: Option<(u64, Vec<Event>)> = None;
+    for at in order {
+        let position = &positions[at];
+        let offset = block_offset(shard, head, position)?;
+        if block.as_ref().is_none_or(|(start, _)| *start != offset) {
+            block = Some((offset, read_block(shard, head, offset, &mut decoder)?));
+        }
+        let events = block
+            .as_ref()
+            .map(|(_, events)| events.as_slice())
+            .unwrap_or_default();
+        let event = usize::try_from(position.index)
+            .ok()
+            .and_then(|index| events.get(index))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "position {position} names no event of shard {} (its record holds {})",
+                    shard.index,
+                    events.len()
+                ))
+            })?;
+        found[at] = Some(event.clone());
+    }
+    // Every slot was filled above: each index of `positions` is in `order` once.
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The events of the block that starts at `offset`.
+fn read_block(
+    shard: &ShardShared,
+    head: &Head,
+    offset: u64,
+    decoder: &mut BlockDecoder,
+) -> Result<Vec<Event>> {
+    let Some((segment, next_base)) = shard.segment_at(offset) else {
+        return Err(corrupt(shard, offset, "no segment holds this offset"));
+    };
+    let segment_end = next_base.unwrap_or(head.end).min(head.end);
+    let mut frames = FrameReader::new(
+        &segment.file,
+        offset - segment.base,
+        segment_end - segment.base,
+    );
+    match frames.step()? {
+        Step::Frame { payload, .. } => decoder
+            .decode(payload)
+            .map_err(|error| corrupt(shard, offset, &error.to_string())),
+        Step::End | Step::Bad { .. } => Err(not_a_block(shard, offset)),
+    }
 }
 
 /// The logical offset of the block `position` names, checked to lie below the durable end.
