@@ -7,6 +7,7 @@
 //! at a time over one keep-alive connection (the latency of a request, not of a queue):
 //! - one entity (`GET /v1/entities/{id}`, a random customer);
 //! - an entity list page (`GET /v1/entities?limit=50`, with a random `trait.plan` filter);
+//! - a page of one entity's raw events (`GET /v1/entities/{id}/events?limit=50`, newest first);
 //! - one series over the day at 1-minute steps (`GET /v1/series?series=…&step=1m`);
 //! - the day aggregated over every series (`GET /v1/series?metric=…&step=1h&combine=sum`).
 //!
@@ -165,6 +166,16 @@ async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Re
         })
         .await?;
     rows.push(("entity list page (50, trait filter)", list));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 3);
+    let raw = shapes
+        .time("events", args.queries, || {
+            let id = rng.random_range(0..args.entities);
+            let path = format!("/v1/entities/customer-{id}/events?limit=50");
+            let client = &client;
+            async move { client.get(&path).await }
+        })
+        .await?;
+    rows.push(("one entity's raw events, a page of 50", raw));
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed + 2);
     let to = day + DAY - 1;
     let series = shapes

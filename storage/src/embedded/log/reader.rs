@@ -11,7 +11,7 @@
 //!   at the `after` position it is [`Error::InvalidArgument`] instead, since a position that
 //!   names no block is far likelier than damage exactly there.
 
-use super::codec::BlockDecoder;
+use super::codec::{BlockDecoder, read_header};
 use super::segment::{FrameReader, Step};
 use super::shard::{Head, ShardShared};
 use crate::{Error, LogRecord, ReadBatch, Result};
@@ -104,47 +104,43 @@ pub fn read(
     })
 }
 
-/// The events at `positions`, in the order asked. Each block named is read and decoded once,
-/// however many of the positions fall in it.
+/// The events at `positions`, in the order asked. Each block named is read and decompressed
+/// once, however many of the positions fall in it, and only the events asked are built.
 pub fn read_at(shard: &ShardShared, head: &Head, positions: &[Position]) -> Result<Vec<Event>> {
-    let mut order: Vec<usize> = (0..positions.len()).collect();
-    order.sort_by_key(|&at| (positions[at].sequence.to_u64(), positions[at].index));
+    let mut order = Vec::with_capacity(positions.len());
+    for (at, position) in positions.iter().enumerate() {
+        order.push((block_offset(shard, head, position)?, position.index, at));
+    }
+    order.sort_unstable();
     let mut decoder = BlockDecoder::new()?;
     let mut found: Vec<Option<Event>> = vec![None; positions.len()];
-    let mut block: Option<(u64, Vec<Event>)> = None;
-    for at in order {
-        let position = &positions[at];
-        let offset = block_offset(shard, head, position)?;
-        if block.as_ref().is_none_or(|(start, _)| *start != offset) {
-            block = Some((offset, read_block(shard, head, offset, &mut decoder)?));
+    for block in order.chunk_by(|left, right| left.0 == right.0) {
+        let offset = block[0].0;
+        let indices: Vec<u32> = block.iter().map(|&(_, index, _)| index).collect();
+        let payload = read_frame(shard, head, offset)?;
+        let header = read_header(&payload).map_err(|error| corrupt(shard, offset, &error.0))?;
+        // A sound block without the event asked: the position is wrong, not the log.
+        if let Some(&index) = indices.last()
+            && index >= header.count
+        {
+            return Err(Error::InvalidArgument(format!(
+                "position {offset}:{index} names no event of shard {} (its record holds {})",
+                shard.index, header.count
+            )));
         }
-        let events = block
-            .as_ref()
-            .map(|(_, events)| events.as_slice())
-            .unwrap_or_default();
-        let event = usize::try_from(position.index)
-            .ok()
-            .and_then(|index| events.get(index))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "position {position} names no event of shard {} (its record holds {})",
-                    shard.index,
-                    events.len()
-                ))
-            })?;
-        found[at] = Some(event.clone());
+        let events = decoder
+            .decode_at(&payload, &indices)
+            .map_err(|error| corrupt(shard, offset, &error.0))?;
+        for (&(_, _, at), event) in block.iter().zip(events) {
+            found[at] = Some(event);
+        }
     }
     // Every slot was filled above: each index of `positions` is in `order` once.
     Ok(found.into_iter().flatten().collect())
 }
 
-/// The events of the block that starts at `offset`.
-fn read_block(
-    shard: &ShardShared,
-    head: &Head,
-    offset: u64,
-    decoder: &mut BlockDecoder,
-) -> Result<Vec<Event>> {
+/// The payload of the frame that starts at `offset`.
+fn read_frame(shard: &ShardShared, head: &Head, offset: u64) -> Result<Vec<u8>> {
     let Some((segment, next_base)) = shard.segment_at(offset) else {
         return Err(corrupt(shard, offset, "no segment holds this offset"));
     };
@@ -155,9 +151,7 @@ fn read_block(
         segment_end - segment.base,
     );
     match frames.step()? {
-        Step::Frame { payload, .. } => decoder
-            .decode(payload)
-            .map_err(|error| corrupt(shard, offset, &error.to_string())),
+        Step::Frame { payload, .. } => Ok(payload.to_vec()),
         Step::End | Step::Bad { .. } => Err(not_a_block(shard, offset)),
     }
 }
