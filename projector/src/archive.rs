@@ -29,7 +29,6 @@ use serde::Serialize;
 use shoal_schemas::{Event, Position, ShardId, keys::partition_key};
 use shoal_storage::{EventLog, Item, Key, Query, SortRange, Table, TableName, Value};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 pub const NAME: &str = "archive";
 const EVENT_ATTRIBUTE: &str = "event";
@@ -76,8 +75,12 @@ fn event_key(event: &Event) -> Key {
     let mut sk = String::with_capacity(20 + 1 + 36);
     push_padded_millis(&mut sk, event.timestamp);
     sk.push('#');
-    // Writing to a `String` cannot fail.
-    let _ = write!(sk, "{}", event.id);
+    sk.push_str(
+        event
+            .id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     Key::new(partition_key(&event.tenant, &event.entity), sk)
 }
 

@@ -65,7 +65,7 @@ pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> 
         };
         derived.clear();
         let mut item = projection.encode(&key, &entry.state, &mut derived)?;
-        let new_pos = new_pos.to_string();
+        let new_pos = String::from(&*new_pos);
         item.insert(POS_ATTRIBUTE.into(), Value::S(new_pos.clone()));
         let condition = match &entry.stored_pos {
             // Re-drive keeps the stored `pos`: then the item must still be the one loaded.

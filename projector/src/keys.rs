@@ -44,14 +44,12 @@ pub fn padded_millis(millis: i64) -> String {
 /// [`padded_millis`] appended to `text`, without the formatting machinery (it is in the hot
 /// loop of every projection that keys items by time).
 pub fn push_padded_millis(text: &mut String, millis: i64) {
-    let mut digits = [b'0'; 20];
-    let mut rest = millis.max(0).unsigned_abs();
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    // i64::MAX has 19 digits, so 20 always hold it; every byte is an ASCII digit.
-    text.extend(digits.iter().map(|digit| char::from(*digit)));
+    const ZEROS: &str = "00000000000000000000";
+    let mut buffer = itoa::Buffer::new();
+    // i64::MAX has 19 digits, so the padding is never negative.
+    let digits = buffer.format(millis.max(0));
+    text.push_str(&ZEROS[digits.len().min(ZEROS.len())..]);
+    text.push_str(digits);
 }
 
 /// Parses [`padded_millis`] back.
