@@ -13,7 +13,7 @@
 
 use super::codec::{BlockDecoder, read_header};
 use super::segment::{FrameReader, Step};
-use super::shard::{Head, ShardShared};
+use super::shard::{Head, Segment, ShardShared};
 use crate::{Error, LogRecord, ReadBatch, Result};
 use shoal_schemas::{Event, Position, Sequence};
 
@@ -33,12 +33,7 @@ pub fn read(
     let mut event_count = 0usize;
     let mut first_frame = true;
     while offset < head.end && event_count < max_events {
-        let Some((segment, next_base)) = shard.segment_at(offset) else {
-            return Err(corrupt(shard, offset, "no segment holds this offset"));
-        };
-        // A frame never spans segments: this segment's readable bytes end at the next one or
-        // at the durable end, whichever comes first.
-        let segment_end = next_base.unwrap_or(head.end).min(head.end);
+        let (segment, segment_end) = segment_holding(shard, head, offset)?;
         let mut frames = FrameReader::new(
             &segment.file,
             offset - segment.base,
@@ -141,10 +136,7 @@ pub fn read_at(shard: &ShardShared, head: &Head, positions: &[Position]) -> Resu
 
 /// The payload of the frame that starts at `offset`.
 fn read_frame(shard: &ShardShared, head: &Head, offset: u64) -> Result<Vec<u8>> {
-    let Some((segment, next_base)) = shard.segment_at(offset) else {
-        return Err(corrupt(shard, offset, "no segment holds this offset"));
-    };
-    let segment_end = next_base.unwrap_or(head.end).min(head.end);
+    let (segment, segment_end) = segment_holding(shard, head, offset)?;
     let mut frames = FrameReader::new(
         &segment.file,
         offset - segment.base,
@@ -154,6 +146,16 @@ fn read_frame(shard: &ShardShared, head: &Head, offset: u64) -> Result<Vec<u8>> 
         Step::Frame { payload, .. } => Ok(payload.to_vec()),
         Step::End | Step::Bad { .. } => Err(not_a_block(shard, offset)),
     }
+}
+
+/// The segment that holds `offset`, and the logical offset its readable bytes end at: a frame
+/// never spans segments, so they end at the next segment or at the durable end, whichever
+/// comes first.
+fn segment_holding(shard: &ShardShared, head: &Head, offset: u64) -> Result<(Segment, u64)> {
+    let Some((segment, next_base)) = shard.segment_at(offset) else {
+        return Err(corrupt(shard, offset, "no segment holds this offset"));
+    };
+    Ok((segment, next_base.unwrap_or(head.end).min(head.end)))
 }
 
 /// The logical offset of the block `position` names, checked to lie below the durable end.
