@@ -12,7 +12,8 @@ pub struct QueryState {
     pub(crate) tables: Arc<dyn Table>,
     pub(crate) tenants: Arc<TenantStore>,
     pub(crate) status: StatusSource,
-    /// The log, for re-driving dead letters (a query-only process may not have one).
+    /// The log, for re-driving dead letters and for raw events archived as log positions (the
+    /// embedded backend's archive; without a log such a page is an error, not empty).
     pub(crate) log: Option<Arc<dyn EventLog>>,
     /// The full-text index (`GET /v1/search` answers 404 without one).
     pub(crate) search: Option<Arc<shoal_search::SearchIndex>>,
@@ -32,7 +33,7 @@ impl QueryState {
         }
     }
 
-    /// Lets dead letters be re-driven from this log.
+    /// Lets dead letters be re-driven from this log, and archived positions read from it.
     pub fn with_log(mut self, log: Arc<dyn EventLog>) -> Self {
         self.log = Some(log);
         self
