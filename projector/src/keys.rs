@@ -44,12 +44,7 @@ pub fn padded_millis(millis: i64) -> String {
 /// [`padded_millis`] appended to `text`, without the formatting machinery (it is in the hot
 /// loop of every projection that keys items by time).
 pub fn push_padded_millis(text: &mut String, millis: i64) {
-    const ZEROS: &str = "00000000000000000000";
-    let mut buffer = itoa::Buffer::new();
-    // i64::MAX has 19 digits, so the padding is never negative.
-    let digits = buffer.format(millis.max(0));
-    text.push_str(&ZEROS[digits.len().min(ZEROS.len())..]);
-    text.push_str(digits);
+    shoal_schemas::keys::push_padded(text, millis.max(0).unsigned_abs(), 20);
 }
 
 /// Parses [`padded_millis`] back.

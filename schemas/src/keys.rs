@@ -10,6 +10,21 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const SEPARATOR: char = '#';
 
 /// The log partition key of an entity: what Kinesis hashes, and what the embedded log hashes.
+/// `value` in decimal appended to `text`, left-padded with zeros to `width` digits (a wider
+/// value keeps every digit). Keys and positions are compared as text, so their numbers are
+/// padded; this is on the per-event path of every projection, hence no `format!`.
+pub fn push_padded(text: &mut String, value: u64, width: usize) {
+    const ZEROS: &str = "00000000000000000000";
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(value);
+    let pad = width.saturating_sub(digits.len());
+    for _ in 0..pad / ZEROS.len() {
+        text.push_str(ZEROS);
+    }
+    text.push_str(&ZEROS[..pad % ZEROS.len()]);
+    text.push_str(digits);
+}
+
 pub fn partition_key(tenant: &str, entity: &str) -> String {
     let mut key = String::with_capacity(tenant.len() + entity.len() + 1);
     key.push_str(tenant);
@@ -75,6 +90,20 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_padded_pads_to_the_width_and_keeps_wider_values() {
+        let padded = |value: u64, width: usize| {
+            let mut text = String::from(">");
+            push_padded(&mut text, value, width);
+            text
+        };
+        assert_eq!(padded(42, 5), ">00042");
+        assert_eq!(padded(0, 3), ">000");
+        assert_eq!(padded(123_456, 3), ">123456");
+        assert_eq!(padded(7, 45), format!(">{:045}", 7));
+        assert_eq!(padded(u64::MAX, 20), format!(">{}", u64::MAX));
+    }
 
     #[test]
     fn shard_is_stable_and_in_range() {

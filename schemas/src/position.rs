@@ -12,6 +12,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::keys::push_padded;
+
 /// A shard of the log, as the backend names it (`"0"`, or `"shardId-000000000001"`).
 pub type ShardId = String;
 
@@ -125,16 +127,6 @@ impl Position {
             index: index.parse().map_err(|_| invalid())?,
         })
     }
-}
-
-/// `value` in decimal, left-padded with zeros to `width` digits (wider values keep every digit).
-fn push_padded(text: &mut String, value: u64, width: usize) {
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(value);
-    for _ in digits.len()..width {
-        text.push('0');
-    }
-    text.push_str(digits);
 }
 
 impl fmt::Display for Position {

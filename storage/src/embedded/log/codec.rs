@@ -254,9 +254,9 @@ impl BlockDecoder {
         let (header, raw) = self.raw(payload)?;
         let mut found = Vec::with_capacity(indices.len());
         let mut rest = raw;
-        // The index of the event `rest` starts with, and that event once built.
+        // The index of the event `rest` starts with. Every event before it was passed over or
+        // built, and the one just before it was built: it is `found`'s last.
         let mut next = 0u32;
-        let mut last: Option<(u32, Event)> = None;
         for &index in indices {
             if index >= header.count {
                 return Err(DecodeError(format!(
@@ -264,10 +264,10 @@ impl BlockDecoder {
                     header.count
                 )));
             }
-            if let Some((built, event)) = &last
-                && *built == index
+            if index.checked_add(1) == Some(next)
+                && let Some(again) = found.last().cloned()
             {
-                found.push(event.clone());
+                found.push(again);
                 continue;
             }
             if index < next {
@@ -283,8 +283,7 @@ impl BlockDecoder {
                 .map_err(|error| DecodeError(format!("event {index} of the block: {error}")))?;
             rest = tail;
             next += 1;
-            found.push(event.clone());
-            last = Some((index, event));
+            found.push(event);
         }
         Ok(found)
     }
