@@ -125,6 +125,18 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// These arguments, each missing one taken from `outer`: the options given before the
+    /// subcommand (`shoal --config c.toml serve`), which clap parses into the top-level
+    /// arguments and which would otherwise be ignored in silence.
+    pub fn or(self, outer: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config.or(outer.config),
+            data_dir: self.data_dir.or(outer.data_dir),
+            listen: self.listen.or(outer.listen),
+            roles: self.roles.or(outer.roles),
+        }
+    }
+
     /// The configuration file (or the defaults) with command-line and environment overrides.
     pub fn resolve(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
@@ -148,9 +160,11 @@ impl ServeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => crate::serve::run(cli.serve.resolve()?).await,
-        Some(Command::Serve(args)) => crate::serve::run(args.resolve()?).await,
+        Some(Command::Serve(args)) => crate::serve::run(args.or(cli.serve).resolve()?).await,
         Some(Command::Dump { data_dir }) => crate::dump::run(&data_dir).await,
-        Some(Command::Aws(AwsCommand::Init(args))) => aws_init(&args.resolve()?).await,
+        Some(Command::Aws(AwsCommand::Init(args))) => {
+            aws_init(&args.or(cli.serve).resolve()?).await
+        }
         Some(Command::Status(client)) => crate::commands::status::run(&client).await,
         Some(Command::Tenants { command, client }) => {
             crate::commands::tenants::tenants(&client, &command).await
@@ -179,4 +193,43 @@ async fn aws_init(config: &Config) -> anyhow::Result<()> {
         aws.stream_name, aws.table_prefix
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(argv: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        match cli.command {
+            Some(Command::Serve(args)) => args.or(cli.serve),
+            None => cli.serve,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_before_serve_are_not_ignored() {
+        let args = serve_args(&["shoal", "--config", "c.toml", "--data-dir", "d", "serve"]);
+        assert_eq!(args.config, Some(PathBuf::from("c.toml")));
+        assert_eq!(args.data_dir, Some(PathBuf::from("d")));
+    }
+
+    #[test]
+    fn options_after_serve_win_over_those_before() {
+        let args = serve_args(&[
+            "shoal",
+            "--data-dir",
+            "outer",
+            "serve",
+            "--data-dir",
+            "inner",
+        ]);
+        assert_eq!(args.data_dir, Some(PathBuf::from("inner")));
+        let bare = serve_args(&["shoal", "--listen", "127.0.0.1:9000"]);
+        assert_eq!(
+            bare.listen,
+            Some("127.0.0.1:9000".parse().expect("address"))
+        );
+    }
 }
