@@ -9,7 +9,6 @@ use xxhash_rust::xxh3::xxh3_64;
 /// `[A-Za-z0-9_-]`), so `tenant#rest` splits unambiguously at the first `#`.
 pub const SEPARATOR: char = '#';
 
-/// The log partition key of an entity: what Kinesis hashes, and what the embedded log hashes.
 /// `value` in decimal appended to `text`, left-padded with zeros to `width` digits (a wider
 /// value keeps every digit). Keys and positions are compared as text, so their numbers are
 /// padded; this is on the per-event path of every projection, hence no `format!`.
@@ -25,6 +24,7 @@ pub fn push_padded(text: &mut String, value: u64, width: usize) {
     text.push_str(digits);
 }
 
+/// The log partition key of an entity: what Kinesis hashes, and what the embedded log hashes.
 pub fn partition_key(tenant: &str, entity: &str) -> String {
     let mut key = String::with_capacity(tenant.len() + entity.len() + 1);
     key.push_str(tenant);
