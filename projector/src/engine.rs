@@ -1,7 +1,7 @@
 //! The projector: one worker task per (projection, shard) this process owns.
 //!
-//! Each projection has its own checkpoints, so a slow projection (the archive writes one item per
-//! event) never holds back a fast one's freshness, and a projection can be rebuilt alone under a
+//! Each projection has its own checkpoints, so a slow projection (on AWS the archive writes one
+//! item per event) never holds back a fast one's freshness, and a projection can be rebuilt alone under a
 //! new version. Dead letters can be re-driven here too ([`redrive`]).
 //!
 //! Which shards a process works is its [`Ownership`]: every shard (the embedded default, one

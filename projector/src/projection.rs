@@ -122,6 +122,9 @@ pub struct Cache {
     redrive: bool,
     /// The shard the events come from.
     shard: ShardId,
+    /// Batch-local bookkeeping of a projection that builds its puts over many events (the
+    /// archive's open posting lists), taken back in its `finish`.
+    scratch: Option<Box<dyn Any + Send>>,
 }
 
 impl Cache {
@@ -133,6 +136,7 @@ impl Cache {
             current: Arc::from(""),
             redrive,
             shard,
+            scratch: None,
         }
     }
 
@@ -217,6 +221,34 @@ impl Cache {
     /// same bytes).
     pub fn put(&mut self, table: TableName, key: Key, item: Item) {
         self.puts.insert((table, key), item);
+    }
+
+    /// The batch's scratch state of type `T`, made on first use. One projection folds into a
+    /// cache, so one type is in use; asking for another replaces it.
+    pub fn scratch_mut<T: Any + Send + Default>(&mut self) -> &mut T {
+        if !self
+            .scratch
+            .as_ref()
+            .is_some_and(|scratch| scratch.is::<T>())
+        {
+            self.scratch = Some(Box::new(T::default()));
+        }
+        // Just made or checked to be a `T`.
+        self.scratch
+            .as_mut()
+            .and_then(|scratch| scratch.downcast_mut::<T>())
+            .expect("scratch of the type just checked")
+    }
+
+    /// Takes the scratch state back (for `finish`), if there is one of type `T`.
+    pub fn take_scratch<T: Any + Send>(&mut self) -> Option<T> {
+        match self.scratch.take()?.downcast::<T>() {
+            Ok(scratch) => Some(*scratch),
+            Err(other) => {
+                self.scratch = Some(other);
+                None
+            }
+        }
     }
 
     pub(crate) fn into_parts(self) -> (HashMap<Key, Entry>, HashMap<(TableName, Key), Item>) {

@@ -1,6 +1,7 @@
-//! The archive's two layouts: on a log that keeps everything (the embedded log) an archive
-//! item is the event's key and log position only, and raw-event pages read the events from the
-//! log; they must equal the pages of the copies layout, also for an archive holding both kinds.
+//! The archive's two layouts: on a log that keeps everything (the embedded log) the archive is
+//! posting lists of log positions, and raw-event pages read the events from the log; they must
+//! equal the pages of the copies layout, also for an archive holding items of earlier layouts,
+//! lists written twice by replays with other batch bounds, and lists split when full.
 
 mod common;
 
@@ -33,16 +34,48 @@ fn workload() -> Vec<Event> {
 
 async fn archived(log: &Arc<dyn EventLog>, layout: Layout) -> Arc<dyn Table> {
     let tables: Arc<dyn Table> = Arc::new(MemoryTables::new());
-    let projections: [Arc<dyn Projection>; 1] = [Arc::new(Archive::new(layout))];
-    catch_up(
-        log.clone(),
-        tables.clone(),
-        &projections,
-        &ProjectorConfig::default(),
-    )
-    .await
-    .unwrap();
+    archive_into(log, &tables, layout, ProjectorConfig::default()).await;
     tables
+}
+
+async fn archive_into(
+    log: &Arc<dyn EventLog>,
+    tables: &Arc<dyn Table>,
+    layout: Layout,
+    config: ProjectorConfig,
+) {
+    let projections: [Arc<dyn Projection>; 1] = [Arc::new(Archive::new(layout))];
+    catch_up(log.clone(), tables.clone(), &projections, &config)
+        .await
+        .unwrap();
+}
+
+/// Forgets the archive's checkpoints, so the next catch-up replays the whole log into the
+/// same tables.
+async fn forget_checkpoints(tables: &dyn Table) {
+    let mut cursor = None;
+    loop {
+        let page = tables
+            .scan(
+                TableName::Control,
+                &Scan::segment(0, 1).limit(100).after(cursor),
+            )
+            .await
+            .unwrap();
+        let deletes: Vec<_> = page
+            .items
+            .into_iter()
+            .filter(|(key, _)| key.pk.contains("checkpoint"))
+            .map(|(key, _)| WriteOp::Delete { key })
+            .collect();
+        if !deletes.is_empty() {
+            tables.write(TableName::Control, deletes).await.unwrap();
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return,
+        }
+    }
 }
 
 async fn items(tables: &dyn Table) -> Vec<(Key, Item)> {
@@ -70,12 +103,24 @@ async fn pages(
     log: Option<&dyn EventLog>,
     entity: &str,
 ) -> Vec<serde_json::Value> {
+    pages_of(tables, log, entity, T, T + 10_000_000, 4).await
+}
+
+async fn pages_of(
+    tables: &dyn Table,
+    log: Option<&dyn EventLog>,
+    entity: &str,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let page = archive::events(tables, log, "acme", entity, T, T + 10_000_000, cursor, 4)
+        let page = archive::events(tables, log, "acme", entity, from, to, cursor, limit)
             .await
             .unwrap();
+        assert!(page.events.len() <= limit);
         all.extend(page.events);
         match page.next {
             Some(next) => cursor = Some(next),
@@ -97,8 +142,16 @@ async fn positions_read_through_the_log_equal_copies() {
     let copies = archived(&log, Layout::Copies).await;
 
     let index = items(positions.as_ref()).await;
-    assert_eq!(index.len(), 400, "one item per event");
-    assert!(index.iter().all(|(_, item)| !item.contains_key("event")));
+    assert!(
+        index.len() < 100,
+        "lists per entity and hour: {}",
+        index.len()
+    );
+    assert!(
+        index
+            .iter()
+            .all(|(key, item)| !item.contains_key("event") && key.sk.starts_with("p#"))
+    );
     let copied = items(copies.as_ref()).await;
     assert_eq!(copied.len(), 400);
     assert!(copied.iter().all(|(_, item)| item.contains_key("event")));
@@ -108,7 +161,44 @@ async fn positions_read_through_the_log_equal_copies() {
         assert!(expected.len() >= 42, "{entity}: {} events", expected.len());
         let found = pages(positions.as_ref(), Some(log.as_ref()), entity).await;
         assert_eq!(found, expected, "{entity}");
+        // Other page sizes and a range inside the history (bounds inclusive).
+        for (from, to, limit) in [(T, T + 10_000_000, 1), (T + 30_000, T + 200_000, 7)] {
+            assert_eq!(
+                pages_of(
+                    positions.as_ref(),
+                    Some(log.as_ref()),
+                    entity,
+                    from,
+                    to,
+                    limit
+                )
+                .await,
+                pages_of(copies.as_ref(), None, entity, from, to, limit).await,
+                "{entity} {from}..={to} by {limit}"
+            );
+        }
     }
+
+    // A cursor this API did not make is refused, not read as a position.
+    let error = archive::events(
+        positions.as_ref(),
+        Some(log.as_ref()),
+        "acme",
+        "u0",
+        T,
+        T + 10_000_000,
+        Some("c1.x.y".into()),
+        4,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            shoal_projector::Error::Storage(shoal_storage::Error::InvalidCursor)
+        ),
+        "{error}"
+    );
 
     // Without the log, an index cannot be read: a clear error, not an empty page.
     let error = archive::events(
@@ -125,18 +215,113 @@ async fn positions_read_through_the_log_equal_copies() {
     .unwrap_err();
     assert!(error.to_string().contains("log positions"), "{error}");
 
-    // An archive written before the positions layout (copies) and continued after it.
+    // An archive written with copies, then one index item per event (session 9's layout),
+    // continued with posting lists, which hold some of the same events again.
     let mixed = archived(&log, Layout::Positions).await;
-    let before = format!("{:020}", T + 150_000);
+    let copies_until = format!("{:020}", T + 100_000);
+    let items_until = format!("{:020}", T + 200_000);
     let older: Vec<_> = copied
         .into_iter()
-        .filter(|(key, _)| key.pk.ends_with("#u3") && key.sk < before)
-        .map(|(key, item)| WriteOp::Put { key, item })
+        .filter(|(key, _)| key.pk.ends_with("#u3") && key.sk < items_until)
+        .map(|(key, mut item)| {
+            if key.sk >= copies_until {
+                item.remove("event");
+            }
+            WriteOp::Put { key, item }
+        })
         .collect();
-    assert!(older.len() > 5, "{} copies put back", older.len());
+    assert!(older.len() > 10, "{} earlier items put back", older.len());
     mixed.write(TableName::Events, older).await.unwrap();
-    assert_eq!(
-        pages(mixed.as_ref(), Some(log.as_ref()), "u3").await,
-        pages(copies.as_ref(), None, "u3").await
+    for limit in [1, 4, 9] {
+        assert_eq!(
+            pages_of(
+                mixed.as_ref(),
+                Some(log.as_ref()),
+                "u3",
+                T,
+                T + 10_000_000,
+                limit
+            )
+            .await,
+            pages_of(copies.as_ref(), None, "u3", T, T + 10_000_000, limit).await,
+            "by {limit}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_other_batches_does_not_repeat_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    for chunk in workload().chunks(25) {
+        log.append(chunk.to_vec()).await.unwrap();
+    }
+    let copies = archived(&log, Layout::Copies).await;
+    let tables = archived(&log, Layout::Positions).await;
+    let once = items(tables.as_ref()).await.len();
+    // The same log again, a log record per flush: other lists, over the same events.
+    forget_checkpoints(tables.as_ref()).await;
+    let small = ProjectorConfig {
+        batch_events: 7,
+        fold_ahead_events: 7,
+        ..ProjectorConfig::default()
+    };
+    archive_into(&log, &tables, Layout::Positions, small).await;
+    assert!(
+        items(tables.as_ref()).await.len() > once,
+        "lists written twice"
     );
+    for entity in ["u1", "u5", "cpu{host=a}"] {
+        assert_eq!(
+            pages(tables.as_ref(), Some(log.as_ref()), entity).await,
+            pages(copies.as_ref(), None, entity).await,
+            "{entity}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_busy_hour_spans_several_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    // 12,000 events of one entity inside one hour (each list entry is ~30 bytes: over 128 KB),
+    // in time order reversed within each append, plus a neighbour in the next hour.
+    let busy: Vec<Event> = (0..12_000i64)
+        .map(|n| {
+            track(
+                "busy",
+                "click",
+                T + 3_000_000 - (n % 1000) * 3 - n / 1000,
+                "{}",
+            )
+        })
+        .collect();
+    for chunk in busy.chunks(1000) {
+        log.append(chunk.to_vec()).await.unwrap();
+    }
+    log.append(vec![track("busy", "click", T + 3_600_000, "{}")])
+        .await
+        .unwrap();
+    let copies = archived(&log, Layout::Copies).await;
+    let positions = archived(&log, Layout::Positions).await;
+    let lists = items(positions.as_ref()).await;
+    assert!(lists.len() >= 3, "{} lists", lists.len());
+    // The busy hour's events are in T + 2,996,992 ..= T + 3,000,000.
+    for (lo, hi, limit) in [
+        (T, T + 10_000_000, 1000),
+        (T + 2_997_000, T + 2_998_500, 50),
+    ] {
+        let found = pages_of(
+            positions.as_ref(),
+            Some(log.as_ref()),
+            "busy",
+            lo,
+            hi,
+            limit,
+        )
+        .await;
+        let expected = pages_of(copies.as_ref(), None, "busy", lo, hi, limit).await;
+        assert!(expected.len() > limit, "{} events", expected.len());
+        assert_eq!(found, expected, "{lo}..={hi} by {limit}");
+    }
 }

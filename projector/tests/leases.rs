@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestTables, dump, log_in, track};
+use common::{TestTables, log_in, read_models, track};
 use shoal_projector::{
     LeaseConfig, Ownership, Projector, ProjectorConfig, ProjectorHandle, catch_up,
     default_projections, lease,
@@ -176,7 +176,8 @@ fn processes_share_shards_take_over_after_a_kill_and_hand_over_on_stop() {
     let keys = reference.keys();
     eventually("b catches up", Duration::from_secs(20), || {
         main.block_on(async {
-            dump(clean.as_ref(), &keys).await == dump(tables.as_ref(), &keys).await
+            read_models(clean.as_ref(), log.as_ref(), &keys).await
+                == read_models(tables.as_ref(), log.as_ref(), &keys).await
         })
     });
     main.block_on(b.shutdown());

@@ -143,11 +143,12 @@ proptest! {
             catch_up(log.clone(), clean.clone(), &projections, &whole).await.unwrap();
             let mut keys = clean.keys();
             keys.extend(incremental.keys());
-            let expected = common::dump(clean.as_ref(), &keys).await;
-            let actual = common::dump(incremental.as_ref(), &keys).await;
+            let (expected, expected_events) = common::read_models(clean.as_ref(), log.as_ref(), &keys).await;
+            let (actual, actual_events) = common::read_models(incremental.as_ref(), log.as_ref(), &keys).await;
             for (want, got) in expected.iter().zip(&actual) {
                 assert_eq!(want, got);
             }
+            assert_eq!(expected_events, actual_events);
         });
     }
 

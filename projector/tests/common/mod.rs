@@ -130,6 +130,57 @@ pub async fn dump(
     out
 }
 
+/// What the read models answer, for comparing two builds of them: every item of `keys`
+/// outside the archive (as [`dump`]), and each archived entity's raw events, newest first. The
+/// archive's posting lists depend on how a replay was cut into flushes
+/// (`projector/src/archive/postings.rs`); the events it answers must not.
+pub async fn read_models(
+    tables: &dyn Table,
+    log: &dyn shoal_storage::EventLog,
+    keys: &BTreeSet<(TableName, Key)>,
+) -> (
+    Vec<(TableName, Key, Option<Item>)>,
+    Vec<(String, Vec<serde_json::Value>)>,
+) {
+    let items: BTreeSet<_> = keys
+        .iter()
+        .filter(|(table, _)| *table != TableName::Events)
+        .cloned()
+        .collect();
+    let entities: BTreeSet<&str> = keys
+        .iter()
+        .filter(|(table, _)| *table == TableName::Events)
+        .map(|(_, key)| key.pk.as_str())
+        .collect();
+    let mut archived = Vec::new();
+    for pk in entities {
+        let (tenant, entity) = pk.split_once('#').expect("an archive key names its entity");
+        let mut events = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = shoal_projector::archive::events(
+                tables,
+                Some(log),
+                tenant,
+                entity,
+                0,
+                i64::MAX / 2,
+                cursor,
+                7,
+            )
+            .await
+            .expect("archive page");
+            events.extend(page.events);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        archived.push((pk.to_owned(), events));
+    }
+    (dump(tables, &items).await, archived)
+}
+
 #[async_trait]
 impl Table for TestTables {
     async fn get(&self, table: TableName, key: &Key) -> shoal_storage::Result<Option<Item>> {
