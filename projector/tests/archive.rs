@@ -14,7 +14,11 @@ use shoal_storage::{EventLog, Item, Key, Scan, Table, TableName, WriteOp};
 use std::sync::Arc;
 
 const T: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+/// Past the workload's last event.
+const END: i64 = T + 40_000_000;
 
+/// Track events over about eight hours, out of time order (so an hour's lists hold events
+/// of several times, and late events land in hours already listed), and points in order.
 fn workload() -> Vec<Event> {
     let mut events = Vec::new();
     for n in 0..300i64 {
@@ -22,11 +26,11 @@ fn workload() -> Vec<Event> {
         events.push(track(
             &entity,
             "login",
-            T + n * 1000,
+            T + (n * 7919 % 300) * 97_000,
             &format!(r#"{{"n":{n}}}"#),
         ));
         if n % 3 == 0 {
-            events.push(metric("cpu{host=a}", T + n * 1000, n as f64));
+            events.push(metric("cpu{host=a}", T + n * 60_000, n as f64));
         }
     }
     events
@@ -53,40 +57,26 @@ async fn archive_into(
 /// Forgets the archive's checkpoints, so the next catch-up replays the whole log into the
 /// same tables.
 async fn forget_checkpoints(tables: &dyn Table) {
-    let mut cursor = None;
-    loop {
-        let page = tables
-            .scan(
-                TableName::Control,
-                &Scan::segment(0, 1).limit(100).after(cursor),
-            )
-            .await
-            .unwrap();
-        let deletes: Vec<_> = page
-            .items
-            .into_iter()
-            .filter(|(key, _)| key.pk.contains("checkpoint"))
-            .map(|(key, _)| WriteOp::Delete { key })
-            .collect();
-        if !deletes.is_empty() {
-            tables.write(TableName::Control, deletes).await.unwrap();
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return,
-        }
-    }
+    let deletes: Vec<_> = scan_all(tables, TableName::Control)
+        .await
+        .into_iter()
+        .filter(|(key, _)| key.pk.contains("checkpoint"))
+        .map(|(key, _)| WriteOp::Delete { key })
+        .collect();
+    assert!(!deletes.is_empty(), "no checkpoints to forget");
+    tables.write(TableName::Control, deletes).await.unwrap();
 }
 
 async fn items(tables: &dyn Table) -> Vec<(Key, Item)> {
+    scan_all(tables, TableName::Events).await
+}
+
+async fn scan_all(tables: &dyn Table, table: TableName) -> Vec<(Key, Item)> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
         let page = tables
-            .scan(
-                TableName::Events,
-                &Scan::segment(0, 1).limit(100).after(cursor),
-            )
+            .scan(table, &Scan::segment(0, 1).limit(100).after(cursor))
             .await
             .unwrap();
         all.extend(page.items);
@@ -103,7 +93,7 @@ async fn pages(
     log: Option<&dyn EventLog>,
     entity: &str,
 ) -> Vec<serde_json::Value> {
-    pages_of(tables, log, entity, T, T + 10_000_000, 4).await
+    pages_of(tables, log, entity, T, END, 4).await
 }
 
 async fn pages_of(
@@ -162,7 +152,7 @@ async fn positions_read_through_the_log_equal_copies() {
         let found = pages(positions.as_ref(), Some(log.as_ref()), entity).await;
         assert_eq!(found, expected, "{entity}");
         // Other page sizes and a range inside the history (bounds inclusive).
-        for (from, to, limit) in [(T, T + 10_000_000, 1), (T + 30_000, T + 200_000, 7)] {
+        for (from, to, limit) in [(T, END, 1), (T + 5_000_000, T + 15_000_000, 7)] {
             assert_eq!(
                 pages_of(
                     positions.as_ref(),
@@ -186,7 +176,7 @@ async fn positions_read_through_the_log_equal_copies() {
         "acme",
         "u0",
         T,
-        T + 10_000_000,
+        END,
         Some("c1.x.y".into()),
         4,
     )
@@ -201,25 +191,16 @@ async fn positions_read_through_the_log_equal_copies() {
     );
 
     // Without the log, an index cannot be read: a clear error, not an empty page.
-    let error = archive::events(
-        positions.as_ref(),
-        None,
-        "acme",
-        "u0",
-        T,
-        T + 10_000_000,
-        None,
-        4,
-    )
-    .await
-    .unwrap_err();
+    let error = archive::events(positions.as_ref(), None, "acme", "u0", T, END, None, 4)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("log positions"), "{error}");
 
     // An archive written with copies, then one index item per event (session 9's layout),
     // continued with posting lists, which hold some of the same events again.
     let mixed = archived(&log, Layout::Positions).await;
-    let copies_until = format!("{:020}", T + 100_000);
-    let items_until = format!("{:020}", T + 200_000);
+    let copies_until = format!("{:020}", T + 8_000_000);
+    let items_until = format!("{:020}", T + 16_000_000);
     let older: Vec<_> = copied
         .into_iter()
         .filter(|(key, _)| key.pk.ends_with("#u3") && key.sk < items_until)
@@ -234,16 +215,8 @@ async fn positions_read_through_the_log_equal_copies() {
     mixed.write(TableName::Events, older).await.unwrap();
     for limit in [1, 4, 9] {
         assert_eq!(
-            pages_of(
-                mixed.as_ref(),
-                Some(log.as_ref()),
-                "u3",
-                T,
-                T + 10_000_000,
-                limit
-            )
-            .await,
-            pages_of(copies.as_ref(), None, "u3", T, T + 10_000_000, limit).await,
+            pages_of(mixed.as_ref(), Some(log.as_ref()), "u3", T, END, limit).await,
+            pages_of(copies.as_ref(), None, "u3", T, END, limit).await,
             "by {limit}"
         );
     }

@@ -149,12 +149,15 @@ async fn indexed(
         let page = tables.query(TableName::Events, &query).await?;
         for (key, item) in &page.items {
             let bucket = postings::bucket_of_key(key)?;
-            if hour.is_some_and(|hour| bucket < hour) {
+            if let Some(newer) = hour
+                && bucket < newer
+                && found.len() > limit
+            {
                 let known_since = found
                     .iter()
                     .rev()
                     .nth(limit)
-                    .is_some_and(|(order, _)| hour.is_some_and(|hour| order.0 >= hour));
+                    .is_some_and(|(order, _)| order.0 >= newer);
                 if known_since {
                     break 'lists;
                 }
@@ -189,49 +192,19 @@ async fn indexed(
     let next = more
         .then(|| page.last().map(|(order, _)| order_key(order)))
         .flatten();
-    // Per shard: the page slots waiting for an event from the log, and its positions.
-    let mut events: Vec<Option<Event>> = Vec::with_capacity(page.len());
-    let mut wanted: BTreeMap<ShardId, (Vec<usize>, Vec<Position>)> = BTreeMap::new();
+    let mut assembly = Assembly::default();
     for (_, source) in &page {
         match source {
-            Source::Copy(event) => events.push(Some(event.clone())),
-            Source::At(shard, position) => {
-                let (slots, positions) = wanted.entry(shard.clone()).or_default();
-                slots.push(events.len());
-                positions.push(position.clone());
-                events.push(None);
-            }
+            Source::Copy(event) => assembly.copy(event.clone()),
+            Source::At(shard, position) => assembly.at(shard.clone(), position.clone()),
         }
     }
-    for (shard, (slots, positions)) in wanted {
-        let found = log.read_at(&shard, &positions).await?;
-        if found.len() != slots.len() {
-            return Err(Error::Storage(shoal_storage::Error::Backend(format!(
-                "asked shard {shard} for {} events by position, it answered {}",
-                slots.len(),
-                found.len()
-            ))));
-        }
-        for (slot, event) in slots.into_iter().zip(found) {
-            // The log and the index must agree on which event this is.
-            let expected = Key::new(pk.clone(), order_key(&page[slot].0));
-            if event_key(&event) != expected {
-                return Err(Error::corrupt(
-                    &expected,
-                    format!("the log holds event {} at this entry's position", event.id),
-                ));
-            }
-            events[slot] = Some(event);
-        }
-    }
-    Ok(EventsPage {
-        events: events
-            .into_iter()
-            .flatten()
-            .map(|event| event.to_json())
-            .collect(),
-        next,
-    })
+    let events = assembly
+        .read(Some(log), |slot| {
+            Key::new(pk.clone(), order_key(&page[slot].0))
+        })
+        .await?;
+    Ok(EventsPage { events, next })
 }
 
 /// The per-event items of a log that forgets (copies), or of an archive read without its log.
@@ -269,53 +242,83 @@ async fn copies(
             return Err(no_log());
         }
     }
-    let mut events: Vec<Option<Event>> = Vec::with_capacity(page.items.len());
-    // Per shard: the page slots waiting for an event from the log, and its positions.
-    let mut wanted: BTreeMap<ShardId, (Vec<usize>, Vec<Position>)> = BTreeMap::new();
+    let mut assembly = Assembly::default();
     for (key, item) in &page.items {
         match item_event(key, item)? {
-            Some(event) => events.push(Some(event)),
+            Some(event) => assembly.copy(event),
             None => {
                 let (shard, position) = item_position(key, item)?
                     .ok_or_else(|| Error::corrupt(key, "neither an event nor its position"))?;
-                let (slots, positions) = wanted.entry(shard).or_default();
-                slots.push(events.len());
-                positions.push(position);
-                events.push(None);
+                assembly.at(shard, position);
             }
         }
     }
-    for (shard, (slots, positions)) in wanted {
-        let log = log.ok_or_else(no_log)?;
-        let found = log.read_at(&shard, &positions).await?;
-        if found.len() != slots.len() {
-            return Err(Error::Storage(shoal_storage::Error::Backend(format!(
-                "asked shard {shard} for {} events by position, it answered {}",
-                slots.len(),
-                found.len()
-            ))));
-        }
-        for (slot, event) in slots.into_iter().zip(found) {
-            // `events` has one slot per item of the page, in the page's order.
-            let (key, _) = &page.items[slot];
-            // The log and the index must agree on which event this is.
-            if event_key(&event) != *key {
-                return Err(Error::corrupt(
-                    key,
-                    format!("the log holds event {} at this item's position", event.id),
-                ));
-            }
-            events[slot] = Some(event);
-        }
-    }
+    // `assembly` has one slot per item of the page, in the page's order.
+    let events = assembly
+        .read(log, |slot| page.items[slot].0.clone())
+        .await?;
     Ok(EventsPage {
-        events: events
+        events,
+        next: page.next,
+    })
+}
+
+/// A page being put together: its events in page order, some still to be read from the log.
+#[derive(Default)]
+struct Assembly {
+    events: Vec<Option<Event>>,
+    /// Per shard: the slots waiting for an event from the log, and their positions.
+    wanted: BTreeMap<ShardId, (Vec<usize>, Vec<Position>)>,
+}
+
+impl Assembly {
+    fn copy(&mut self, event: Event) {
+        self.events.push(Some(event));
+    }
+
+    fn at(&mut self, shard: ShardId, position: Position) {
+        let (slots, positions) = self.wanted.entry(shard).or_default();
+        slots.push(self.events.len());
+        positions.push(position);
+        self.events.push(None);
+    }
+
+    /// Reads the waiting events from `log` (one read per shard, each log block once), each
+    /// checked against the key its slot expects, and returns the page's events as JSON.
+    async fn read(
+        mut self,
+        log: Option<&dyn EventLog>,
+        expected: impl Fn(usize) -> Key,
+    ) -> Result<Vec<serde_json::Value>> {
+        for (shard, (slots, positions)) in std::mem::take(&mut self.wanted) {
+            let log = log.ok_or_else(no_log)?;
+            let found = log.read_at(&shard, &positions).await?;
+            if found.len() != slots.len() {
+                return Err(Error::Storage(shoal_storage::Error::Backend(format!(
+                    "asked shard {shard} for {} events by position, it answered {}",
+                    slots.len(),
+                    found.len()
+                ))));
+            }
+            for (slot, event) in slots.into_iter().zip(found) {
+                // The log and the index must agree on which event this is.
+                let key = expected(slot);
+                if event_key(&event) != key {
+                    return Err(Error::corrupt(
+                        &key,
+                        format!("the log holds event {} at this position", event.id),
+                    ));
+                }
+                self.events[slot] = Some(event);
+            }
+        }
+        Ok(self
+            .events
             .into_iter()
             .flatten()
             .map(|event| event.to_json())
-            .collect(),
-        next: page.next,
-    })
+            .collect())
+    }
 }
 
 fn no_log() -> Error {
