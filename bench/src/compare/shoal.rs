@@ -167,6 +167,11 @@ async fn measure(
         events.records, points.records
     );
     wait_for_search(&http, data).await?;
+    // The search index merges its segments for seconds after it has caught up (a merge
+    // thread at ~0.9 core: entity p99 2.2–3.7 ms instead of ~0.5 ms, BENCHMARKS.md Session 11).
+    // Queries are timed at rest, as PostgreSQL's are after its COPY.
+    let settled = settle(server.pid()).await?;
+    println!("shoal: background work settled {settled:.1} s after the search caught up");
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.data.seed);
     let customers = data.customers.len();
@@ -289,6 +294,24 @@ async fn measure(
 
 /// Waits until the search index holds every `page_viewed` event (the commonest name, so its
 /// last occurrences are near the end of every shard).
+/// Waits until the server uses under a tenth of a core over one second; the seconds waited.
+async fn settle(pid: u32) -> Result<f64> {
+    let started = Instant::now();
+    loop {
+        let before = procfs::cpu_time(Some(pid));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = procfs::cpu_time(Some(pid));
+        if let (Some(before), Some(after)) = (before, after)
+            && after.saturating_sub(before) < Duration::from_millis(100)
+        {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the server was still busy 5 minutes after the search caught up");
+        }
+    }
+}
+
 async fn wait_for_search(http: &Http, data: &Dataset) -> Result<()> {
     let expected = data.events.iter().filter(|e| e.name == NAMES[0]).count() as u64;
     let started = Instant::now();
