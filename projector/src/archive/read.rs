@@ -43,13 +43,27 @@ pub async fn events(
     if from > to {
         return Err(Error::InvalidArgument("from is after to".into()));
     }
-    let limit = limit.max(1);
+    let ask = Ask {
+        pk: partition_key(tenant, entity),
+        from,
+        to,
+        cursor,
+        limit: limit.max(1),
+    };
     match log {
-        Some(log) if log.keeps_everything() => {
-            indexed(tables, log, tenant, entity, from, to, cursor, limit).await
-        }
-        _ => copies(tables, log, tenant, entity, from, to, cursor, limit).await,
+        Some(log) if log.keeps_everything() => indexed(tables, log, ask).await,
+        _ => copies(tables, log, ask).await,
     }
+}
+
+/// What a page asks for, as the two read paths take it.
+struct Ask {
+    /// The entity's partition key.
+    pk: String,
+    from: i64,
+    to: i64,
+    cursor: Option<String>,
+    limit: usize,
 }
 
 /// Time and id: the order of an entity's events (and of the per-event items' sort keys).
@@ -83,18 +97,14 @@ fn parse_order(text: &str) -> Option<Order> {
     Some((time.parse().ok()?, uuid::Uuid::try_parse(id).ok()?))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn indexed(
-    tables: &dyn Table,
-    log: &dyn EventLog,
-    tenant: &str,
-    entity: &str,
-    from: i64,
-    to: i64,
-    cursor: Option<String>,
-    limit: usize,
-) -> Result<EventsPage> {
-    let pk = partition_key(tenant, entity);
+async fn indexed(tables: &dyn Table, log: &dyn EventLog, ask: Ask) -> Result<EventsPage> {
+    let Ask {
+        pk,
+        from,
+        to,
+        cursor,
+        limit,
+    } = ask;
     // Keys clamp times before the epoch to 0; so do the bounds.
     let (from, to) = (from.max(0), to.max(0));
     let after = match cursor.as_deref() {
@@ -208,20 +218,17 @@ async fn indexed(
 }
 
 /// The per-event items of a log that forgets (copies), or of an archive read without its log.
-#[allow(clippy::too_many_arguments)]
-async fn copies(
-    tables: &dyn Table,
-    log: Option<&dyn EventLog>,
-    tenant: &str,
-    entity: &str,
-    from: i64,
-    to: i64,
-    cursor: Option<String>,
-    limit: usize,
-) -> Result<EventsPage> {
+async fn copies(tables: &dyn Table, log: Option<&dyn EventLog>, ask: Ask) -> Result<EventsPage> {
+    let Ask {
+        pk,
+        from,
+        to,
+        cursor,
+        limit,
+    } = ask;
     // `$` sorts after `#`, so the upper bound takes every id of the `to` millisecond.
     let range = SortRange::Between(padded_millis(from), format!("{}$", padded_millis(to)));
-    let query = Query::partition(partition_key(tenant, entity))
+    let query = Query::partition(pk)
         .range(range)
         .reverse()
         .limit(limit)
