@@ -219,20 +219,16 @@ async fn indexed(tables: &dyn Table, log: &dyn EventLog, ask: Ask) -> Result<Eve
 
 /// The per-event items of a log that forgets (copies), or of an archive read without its log.
 async fn copies(tables: &dyn Table, log: Option<&dyn EventLog>, ask: Ask) -> Result<EventsPage> {
-    let Ask {
-        pk,
-        from,
-        to,
-        cursor,
-        limit,
-    } = ask;
     // `$` sorts after `#`, so the upper bound takes every id of the `to` millisecond.
-    let range = SortRange::Between(padded_millis(from), format!("{}$", padded_millis(to)));
-    let query = Query::partition(pk)
+    let range = SortRange::Between(
+        padded_millis(ask.from),
+        format!("{}$", padded_millis(ask.to)),
+    );
+    let query = Query::partition(ask.pk)
         .range(range)
         .reverse()
-        .limit(limit)
-        .after(cursor);
+        .limit(ask.limit)
+        .after(ask.cursor);
     let page = tables.query(TableName::Events, &query).await?;
     if page.next.is_none() {
         // The last page: posting lists (which this range never meets) would be events left
