@@ -37,7 +37,7 @@ const EVENT_ATTRIBUTE: &str = "event";
 pub(crate) const SHARD_ATTRIBUTE: &str = "shard";
 pub(crate) const POSITION_ATTRIBUTE: &str = "position";
 
-/// What an archive item holds besides the event's key and position.
+/// How the archive stores events (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Layout {
     /// The whole event: the archive is a history of its own.
@@ -74,17 +74,23 @@ impl Archive {
 }
 
 fn event_key(event: &Event) -> Key {
-    // One exact-size allocation for the sort key (20 digits, `#`, 36 for the hyphenated id).
+    Key::new(
+        partition_key(&event.tenant, &event.entity),
+        sort_key(event.timestamp, &event.id),
+    )
+}
+
+/// `<timestamp:20>#<id>`: a per-event item's sort key, and the cursor of an indexed page.
+fn sort_key(timestamp: i64, id: &uuid::Uuid) -> String {
+    // One exact-size allocation (20 digits, `#`, 36 for the hyphenated id).
     let mut sk = String::with_capacity(20 + 1 + 36);
-    push_padded_millis(&mut sk, event.timestamp);
+    push_padded_millis(&mut sk, timestamp);
     sk.push('#');
     sk.push_str(
-        event
-            .id
-            .hyphenated()
+        id.hyphenated()
             .encode_lower(&mut uuid::Uuid::encode_buffer()),
     );
-    Key::new(partition_key(&event.tenant, &event.entity), sk)
+    sk
 }
 
 impl Projection for Archive {

@@ -1,8 +1,8 @@
 //! Raw-event pages: an entity's archived events, newest first.
 
 use super::postings::{self, POSTINGS_ATTRIBUTE};
-use super::{SHARD_ATTRIBUTE, event_key, item_event, item_position};
-use crate::keys::{padded_millis, push_padded_millis};
+use super::{SHARD_ATTRIBUTE, event_key, item_event, item_position, sort_key};
+use crate::keys::padded_millis;
 use crate::{Error, Result};
 use serde::Serialize;
 use shoal_schemas::{Event, Position, ShardId, keys::partition_key};
@@ -75,18 +75,8 @@ enum Source {
     At(ShardId, Position),
 }
 
-/// `<time:20>#<id>`: the per-event items' sort key, and the cursor of an indexed page.
 fn order_key(order: &Order) -> String {
-    let mut text = String::with_capacity(20 + 1 + 36);
-    push_padded_millis(&mut text, order.0);
-    text.push('#');
-    text.push_str(
-        order
-            .1
-            .hyphenated()
-            .encode_lower(&mut uuid::Uuid::encode_buffer()),
-    );
-    text
+    sort_key(order.0, &order.1)
 }
 
 fn parse_order(text: &str) -> Option<Order> {
