@@ -280,6 +280,14 @@ impl Table for Durable {
         self.0.query(table, query).await
     }
 
+    async fn query_many(
+        &self,
+        table: TableName,
+        queries: &[Query],
+    ) -> shoal_storage::Result<Vec<Page>> {
+        self.0.query_many(table, queries).await
+    }
+
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> shoal_storage::Result<()> {
         self.0.write(table, ops).await
     }

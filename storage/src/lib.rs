@@ -21,6 +21,6 @@ pub mod tenants;
 pub use error::{Error, Result};
 pub use log::{AppendOutcome, EventLog, IdOrigin, LogRecord, NewEvent, ReadBatch, ShardInfo};
 pub use table::{
-    Condition, Item, Key, MAX_SCAN_SEGMENTS, Page, Query, Scan, SortRange, Table, TableName,
-    TransactOp, Update, Value, WriteOp,
+    Condition, Item, Key, MAX_SCAN_SEGMENTS, Page, QUERY_MANY_IN_FLIGHT, Query, Scan, SortRange,
+    Table, TableName, TransactOp, Update, Value, WriteOp,
 };

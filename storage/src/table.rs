@@ -61,7 +61,10 @@ impl Key {
 pub enum Value {
     S(String),
     N(f64),
-    B(Vec<u8>),
+    /// Serialized as bytes, not as a sequence of `u8`: postcard writes the same bytes either
+    /// way (varint length, then the bytes), but decodes bytes with one copy instead of a push
+    /// per byte.
+    B(#[serde(with = "serde_bytes")] Vec<u8>),
     Bool(bool),
     Null,
     L(Vec<Value>),
@@ -317,6 +320,9 @@ impl Scan {
     }
 }
 
+/// Queries the default [`Table::query_many`] has in flight at once.
+pub const QUERY_MANY_IN_FLIGHT: usize = 16;
+
 /// The tables. Object-safe; injected as `Arc<dyn Table>`.
 #[async_trait]
 pub trait Table: Send + Sync {
@@ -326,6 +332,26 @@ pub trait Table: Send + Sync {
     async fn batch_get(&self, table: TableName, keys: &[Key]) -> crate::Result<Vec<Option<Item>>>;
 
     async fn query(&self, table: TableName, query: &Query) -> crate::Result<Page>;
+
+    /// One page per query, in the order asked, each what [`Table::query`] answers for it: how
+    /// a read of many partitions (a metric's series) asks at once. The default sends up to
+    /// [`QUERY_MANY_IN_FLIGHT`] queries at a time (DynamoDB has no batch query); the embedded
+    /// backend reads them all from one snapshot, without a transaction per query.
+    async fn query_many(&self, table: TableName, queries: &[Query]) -> crate::Result<Vec<Page>> {
+        use futures::StreamExt;
+        // Made before streaming: a stream holding the mapping closure is not `Send` here
+        // (the closure is not general over the query's lifetime).
+        let reads: Vec<_> = queries
+            .iter()
+            .map(|query| self.query(table, query))
+            .collect();
+        futures::stream::iter(reads)
+            .buffered(QUERY_MANY_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
 
     /// Puts and deletes, not atomic as a whole; splits into backend-sized batches itself.
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> crate::Result<()>;

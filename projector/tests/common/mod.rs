@@ -196,6 +196,13 @@ impl Table for TestTables {
     async fn query(&self, table: TableName, query: &Query) -> shoal_storage::Result<Page> {
         self.inner.query(table, query).await
     }
+    async fn query_many(
+        &self,
+        table: TableName,
+        queries: &[Query],
+    ) -> shoal_storage::Result<Vec<Page>> {
+        self.inner.query_many(table, queries).await
+    }
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> shoal_storage::Result<()> {
         for op in &ops {
             match op {

@@ -66,6 +66,7 @@ macro_rules! table_conformance {
             query_reverse,
             query_pages_visit_every_item_once,
             query_keeps_to_its_partition,
+            query_many_answers_each_as_query_does,
             query_rejects_bad_cursors_and_ranges,
             update_creates_a_missing_item,
             update_sets_adds_and_removes,

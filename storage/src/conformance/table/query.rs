@@ -156,6 +156,58 @@ pub async fn query_pages_visit_every_item_once(table: Arc<dyn Table>) {
     }
 }
 
+/// `query_many` answers each query as `query` does, in the order asked: ranges, reverse,
+/// limits, a cursor, partitions with nothing in them, one partition asked twice; a bad cursor
+/// in any of them fails the call.
+pub async fn query_many_answers_each_as_query_does(table: Arc<dyn Table>) {
+    let pk = ordered_fixture(&*table, "many").await;
+    let other = ordered_fixture(&*table, "many-other").await;
+    let first = table
+        .query(TableName::Views, &Query::partition(pk.clone()).limit(3))
+        .await
+        .expect("query");
+    let cursor = first.next.clone().expect("a second page");
+    let queries = [
+        Query::partition(pk.clone()),
+        Query::partition(other.clone()).range(SortRange::Between("a".into(), "b".into())),
+        Query::partition(partition("many-empty")),
+        Query::partition(pk.clone()).reverse().limit(2),
+        Query::partition(pk.clone()).limit(3).after(Some(cursor)),
+        Query::partition(other.clone()).range(SortRange::Prefix("a#".into())),
+        Query::partition(pk.clone()).range(SortRange::Between("b".into(), "ba".into())),
+        Query::partition(pk.clone()),
+    ];
+    for count in [0, 1, 2, queries.len()] {
+        let asked = &queries[..count];
+        let many = table
+            .query_many(TableName::Views, asked)
+            .await
+            .expect("query_many");
+        assert_eq!(many.len(), count);
+        for (query, page) in asked.iter().zip(&many) {
+            let one = table.query(TableName::Views, query).await.expect("query");
+            assert_eq!(sort_keys(page), sort_keys(&one), "{query:?}");
+            assert_eq!(page.items, one.items, "{query:?}");
+            assert_eq!(page.next, one.next, "{query:?}");
+        }
+    }
+    let bad_cursor = [
+        Query::partition(pk.clone()),
+        Query::partition(pk.clone()).after(Some("garbage".into())),
+    ];
+    let answer = table.query_many(TableName::Views, &bad_cursor).await;
+    assert!(matches!(answer, Err(Error::InvalidCursor)), "{answer:?}");
+    let inverted = [
+        Query::partition(pk.clone()).range(SortRange::Between("b".into(), "a".into())),
+        Query::partition(pk),
+    ];
+    let answer = table.query_many(TableName::Views, &inverted).await;
+    assert!(
+        matches!(answer, Err(Error::InvalidArgument(_))),
+        "{answer:?}"
+    );
+}
+
 /// A query never returns items of another partition, even one whose key extends its own, and
 /// never items of another table.
 pub async fn query_keeps_to_its_partition(table: Arc<dyn Table>) {

@@ -89,6 +89,18 @@ mod tests {
         assert_eq!(decode_item(&bytes, here).expect("decodes"), item);
     }
 
+    /// Files written while `Value::B` was a plain `Vec<u8>` (a postcard sequence of `u8`) must
+    /// still decode: the bytes are pinned here.
+    #[test]
+    fn bytes_values_keep_their_stored_form() {
+        let item: Item = [("b".to_owned(), Value::B(vec![0, 255, 7]))]
+            .into_iter()
+            .collect();
+        let stored = [VERSION_POSTCARD, 1, 1, b'b', 2, 3, 0, 255, 7];
+        assert_eq!(encode_item(&item, Vec::new()).expect("encodes"), stored);
+        assert_eq!(decode_item(&stored, here).expect("decodes"), item);
+    }
+
     #[test]
     fn empty_item_is_one_version_byte_and_a_length() {
         let bytes = encode_item(&Item::new(), Vec::new()).expect("encodes");

@@ -45,7 +45,7 @@ use crate::{
     Error, Item, Key, Page, Query, Result, Scan, Table, TableName, TransactOp, Update, WriteOp,
 };
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -254,6 +254,33 @@ struct PageScan {
 }
 
 impl PageScan {
+    /// The scan of `query`'s page in `redb_table`; `None` when its range holds nothing.
+    fn open(
+        redb_table: &ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+        table: TableName,
+        query: &Query,
+    ) -> Result<Option<PageScan>> {
+        let Some(bounds) = range::page_bounds(query)? else {
+            return Ok(None);
+        };
+        let pk = query.pk.as_str();
+        let end = range::partition_end(pk);
+        let lower = bounds.lower.as_ref().map(|sk| (pk, sk.as_str()));
+        let upper = match &bounds.upper {
+            Bound::Unbounded => Bound::Excluded((end.as_str(), "")),
+            bounded => bounded.as_ref().map(|sk| (pk, sk.as_str())),
+        };
+        let rows = redb_table
+            .range::<(&str, &str)>((lower, upper))
+            .map_err(redb_error)?;
+        Ok(Some(PageScan {
+            table,
+            rows,
+            reverse: query.reverse,
+            pager: range::Pager::new(pk, query.limit),
+        }))
+    }
+
     /// Reads rows until the page is done (`Some`), or, with a `budget` of (rows, bytes), until
     /// it is spent (`None`: call again to go on).
     fn run(
@@ -355,30 +382,13 @@ impl Table for EmbeddedTables {
 
     async fn query(&self, table: TableName, query: &Query) -> Result<Page> {
         validate::partition_key(&query.pk)?;
-        let Some(bounds) = range::page_bounds(query)? else {
+        let inner = &self.inner;
+        let txn = inner.db.begin_read().map_err(redb_error)?;
+        let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+        let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
             return Ok(Page::default());
         };
-        let inner = &self.inner;
         let pk = query.pk.as_str();
-        let rows = {
-            let txn = inner.db.begin_read().map_err(redb_error)?;
-            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
-            let end = range::partition_end(pk);
-            let lower = bounds.lower.as_ref().map(|sk| (pk, sk.as_str()));
-            let upper = match &bounds.upper {
-                Bound::Unbounded => Bound::Excluded((end.as_str(), "")),
-                bounded => bounded.as_ref().map(|sk| (pk, sk.as_str())),
-            };
-            redb_table
-                .range::<(&str, &str)>((lower, upper))
-                .map_err(redb_error)?
-        };
-        let mut scan = PageScan {
-            table,
-            rows,
-            reverse: query.reverse,
-            pager: range::Pager::new(pk, query.limit),
-        };
         if let Some(page) = scan.run(inner, pk, Some((INLINE_ROWS, INLINE_BYTES)))? {
             return Ok(page);
         }
@@ -386,6 +396,34 @@ impl Table for EmbeddedTables {
         self.blocking(move |inner| {
             scan.run(inner, &pk, None)?
                 .ok_or_else(|| Error::Backend("an unbounded scan stopped early".to_owned()))
+        })
+        .await
+    }
+
+    async fn query_many(&self, table: TableName, queries: &[Query]) -> Result<Vec<Page>> {
+        queries
+            .iter()
+            .try_for_each(|query| validate::partition_key(&query.pk))?;
+        if let [query] = queries {
+            return Ok(vec![self.query(table, query).await?]);
+        }
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = queries.to_vec();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(redb_error)?;
+            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+            queries
+                .iter()
+                .map(|query| {
+                    let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
+                        return Ok(Page::default());
+                    };
+                    scan.run(inner, &query.pk, None)?
+                        .ok_or_else(|| Error::Backend("an unbounded scan stopped early".to_owned()))
+                })
+                .collect()
         })
         .await
     }
