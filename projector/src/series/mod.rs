@@ -63,7 +63,10 @@ mod read;
 mod retention;
 pub mod sweep;
 
-pub use read::{Resolution, SeriesList, SeriesPoint, Serving, fences, list, read_range, serving};
+pub use read::{
+    RangeAsk, Resolution, SeriesList, SeriesPoint, Serving, fences, fences_of, list, read_range,
+    read_ranges, serving,
+};
 pub use retention::{FENCE_SK, Fences, Retention};
 
 use crate::keys::views_pk;
@@ -239,9 +242,10 @@ impl Projection for Series {
             }));
         }
         let slots = match bytes {
-            Some(bytes) => {
-                codec::decode_slots(bytes).map_err(|detail| Error::corrupt(key, detail))?
-            }
+            Some(bytes) => codec::decode_slots(bytes)
+                .map_err(|detail| Error::corrupt(key, detail))?
+                .into_iter()
+                .collect(),
             None => BTreeMap::new(),
         };
         Ok(Box::new(Rollup {

@@ -14,7 +14,7 @@ use super::{
 use super::{item_sk, list_pk, series_pk};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use shoal_storage::{Query, SortRange, Table, TableName, Value};
+use shoal_storage::{Page, Query, SortRange, Table, TableName, Value};
 
 /// A stored resolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,20 @@ pub async fn fences(tables: &dyn Table, tenant: &str, series: &str) -> Result<Fe
     let key = shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK);
     let item = tables.get(TableName::Views, &key).await?;
     Ok(Fences::stored(item.as_ref()))
+}
+
+/// The stored fences of each of `series`, in their order, with one batch read: a query over
+/// many series reads every fence before any range.
+pub async fn fences_of(tables: &dyn Table, tenant: &str, series: &[String]) -> Result<Vec<Fences>> {
+    let keys: Vec<shoal_storage::Key> = series
+        .iter()
+        .map(|series| shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK))
+        .collect();
+    let items = tables.batch_get(TableName::Views, &keys).await?;
+    Ok(items
+        .iter()
+        .map(|item| Fences::stored(item.as_ref()))
+        .collect())
 }
 
 /// Which resolution serves a range, given the one its step asks for.
@@ -147,50 +161,102 @@ pub async fn read_range(
     to: i64,
     resolution: Resolution,
 ) -> Result<Vec<SeriesPoint>> {
-    if from > to {
+    let ask = RangeAsk {
+        series,
+        from,
+        to,
+        resolution,
+    };
+    Ok(read_ranges(tables, tenant, &[ask])
+        .await?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// What [`read_ranges`] reads of one series: the points with `from <= t <= to` (ms) at
+/// `resolution`.
+#[derive(Clone, Copy, Debug)]
+pub struct RangeAsk<'a> {
+    pub series: &'a str,
+    pub from: i64,
+    pub to: i64,
+    pub resolution: Resolution,
+}
+
+/// [`read_range`] of each ask, in the order asked, with one `query_many` for their first
+/// pages (the embedded backend reads them from one snapshot, not a transaction each).
+pub async fn read_ranges(
+    tables: &dyn Table,
+    tenant: &str,
+    asks: &[RangeAsk<'_>],
+) -> Result<Vec<Vec<SeriesPoint>>> {
+    if asks.iter().any(|ask| ask.from > ask.to) {
         return Err(Error::InvalidArgument("from is after to".into()));
     }
-    let (prefix, span, slot_span) = resolution.layout();
-    let first_item = from.max(0).div_euclid(span) * span;
-    let range = SortRange::Between(item_sk(prefix, first_item), item_sk(prefix, to.max(0)));
-    let mut query = Query::partition(series_pk(VERSION, tenant, series)).range(range);
-    let mut points = Vec::new();
-    loop {
-        let page = tables.query(TableName::Views, &query).await?;
-        for (key, item) in &page.items {
-            let start = key
-                .sk
-                .split_once('#')
-                .and_then(|(_, start)| crate::keys::parse_padded(start))
-                .ok_or_else(|| Error::corrupt(key, "bad sort key"))?;
-            let Some(bytes) = item.get("data").and_then(Value::as_bytes) else {
-                continue;
-            };
-            let decoded: Vec<(i64, Agg)> = if resolution == Resolution::Raw {
-                codec::decode_points(start, bytes)
-                    .map_err(|detail| Error::corrupt(key, detail))?
-                    .into_iter()
-                    .map(|(t, value)| (t, Agg::of_point(value)))
-                    .collect()
-            } else {
-                codec::decode_slots(bytes)
-                    .map_err(|detail| Error::corrupt(key, detail))?
-                    .into_iter()
-                    .map(|(slot, agg)| (start + i64::from(slot) * slot_span, agg))
-                    .collect()
-            };
+    let queries: Vec<Query> = asks
+        .iter()
+        .map(|ask| {
+            let (prefix, span, _) = ask.resolution.layout();
+            let first_item = ask.from.max(0).div_euclid(span) * span;
+            let range =
+                SortRange::Between(item_sk(prefix, first_item), item_sk(prefix, ask.to.max(0)));
+            Query::partition(series_pk(VERSION, tenant, ask.series)).range(range)
+        })
+        .collect();
+    let firsts = tables.query_many(TableName::Views, &queries).await?;
+    let mut out = Vec::with_capacity(asks.len());
+    for ((ask, mut query), mut page) in asks.iter().zip(queries).zip(firsts) {
+        let mut points = Vec::new();
+        loop {
+            add_points(ask, &page, &mut points)?;
+            match page.next.take() {
+                Some(next) => {
+                    query = query.after(Some(next));
+                    page = tables.query(TableName::Views, &query).await?;
+                }
+                None => break,
+            }
+        }
+        out.push(points);
+    }
+    Ok(out)
+}
+
+/// Appends the points of `page`'s items that `ask` covers, in time order.
+fn add_points(ask: &RangeAsk<'_>, page: &Page, points: &mut Vec<SeriesPoint>) -> Result<()> {
+    let (_, _, slot_span) = ask.resolution.layout();
+    let covered = ask.from..=ask.to;
+    for (key, item) in &page.items {
+        let start = key
+            .sk
+            .split_once('#')
+            .and_then(|(_, start)| crate::keys::parse_padded(start))
+            .ok_or_else(|| Error::corrupt(key, "bad sort key"))?;
+        let Some(bytes) = item.get("data").and_then(Value::as_bytes) else {
+            continue;
+        };
+        if ask.resolution == Resolution::Raw {
+            let decoded =
+                codec::decode_points(start, bytes).map_err(|detail| Error::corrupt(key, detail))?;
             points.extend(
                 decoded
                     .into_iter()
-                    .filter(|(t, _)| (from..=to).contains(t))
+                    .filter(|(t, _)| covered.contains(t))
+                    .map(|(t, value)| SeriesPoint::new(t, Agg::of_point(value))),
+            );
+        } else {
+            let decoded =
+                codec::decode_slots(bytes).map_err(|detail| Error::corrupt(key, detail))?;
+            points.extend(
+                decoded
+                    .into_iter()
+                    .map(|(slot, agg)| (start + i64::from(slot) * slot_span, agg))
+                    .filter(|(t, _)| covered.contains(t))
                     .map(|(t, agg)| SeriesPoint::new(t, agg)),
             );
         }
-        match page.next {
-            Some(next) => query = query.after(Some(next)),
-            None => return Ok(points),
-        }
     }
+    Ok(())
 }
 
 /// A page of a tenant's series keys, in key order.

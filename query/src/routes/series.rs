@@ -17,7 +17,6 @@ use crate::{Error, QueryState, Result};
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde::Serialize;
 use shoal_projector::series::{self, Resolution, SeriesPoint};
 use shoal_storage::Table;
@@ -28,8 +27,6 @@ use std::sync::Arc;
 const MAX_POINTS: i64 = 11_000;
 const MAX_SERIES: usize = 1_000;
 const DEFAULT_RANGE: i64 = 3_600_000;
-/// Series read at once: enough to hide per-read latency, few enough to stay polite.
-const PARALLEL_READS: usize = 16;
 /// Series read on the request's own task; a request for more splits them over the blocking
 /// pool, one part per core: the embedded tables answer small reads on the calling thread, so
 /// a thousand series read in place would hold one async worker for tens of milliseconds, and
@@ -288,8 +285,8 @@ async fn read_all(
         let tables = Arc::clone(tables);
         let tenant = tenant.to_owned();
         let runtime = runtime.clone();
-        // `block_on` on a blocking-pool thread: the reads of one part run there one after
-        // another (as many as `PARALLEL_READS` in flight when a backend answers asynchronously).
+        // `block_on` on a blocking-pool thread: a part's reads, decoding and bucketing run
+        // there, off the async workers.
         tasks.push(tokio::task::spawn_blocking(move || {
             runtime.block_on(read_some(&tables, &tenant, part, plan))
         }));
@@ -317,46 +314,58 @@ fn blocking_parts() -> usize {
     })
 }
 
+/// The series of `keys`, in their order: every fence with one batch read, then every range with
+/// one `query_many`.
 async fn read_some(
     tables: &Arc<dyn Table>,
     tenant: &str,
     keys: Vec<String>,
     plan: Plan,
 ) -> Result<Vec<SeriesOut>> {
-    let reads = futures::stream::iter(
-        keys.into_iter()
-            .map(|key| read_one(tables, tenant, key, plan)),
-    )
-    .buffered(PARALLEL_READS)
-    .collect::<Vec<_>>()
-    .await;
-    reads.into_iter().collect()
-}
-
-async fn read_one(
-    tables: &Arc<dyn Table>,
-    tenant: &str,
-    key: String,
-    plan: Plan,
-) -> Result<SeriesOut> {
     let tables = tables.as_ref();
-    let fences = series::fences(tables, tenant, &key).await?;
-    let serving = series::serving(&fences, plan.resolution, plan.from);
-    // Below a fence items may linger until the next sweep round; they are not served.
-    let kept_from = serving
-        .expired_before
-        .map_or(plan.from, |at| at.max(plan.from));
-    let points = if kept_from > plan.to {
-        Vec::new()
-    } else {
-        series::read_range(tables, tenant, &key, kept_from, plan.to, serving.resolution).await?
-    };
-    Ok(SeriesOut {
-        points: bucketize(&points, plan.step, plan.agg),
-        resolution: Some(serving.resolution),
-        expired_before: serving.expired_before,
-        key,
-    })
+    let fences = series::fences_of(tables, tenant, &keys).await?;
+    // Below a fence items may linger until the next sweep round; they are not served, so a
+    // series' range starts at its fence when that is later than `from`.
+    let servings: Vec<(series::Serving, i64)> = fences
+        .iter()
+        .map(|fences| {
+            let serving = series::serving(fences, plan.resolution, plan.from);
+            let kept_from = serving
+                .expired_before
+                .map_or(plan.from, |at| at.max(plan.from));
+            (serving, kept_from)
+        })
+        .collect();
+    let asks: Vec<series::RangeAsk<'_>> = keys
+        .iter()
+        .zip(&servings)
+        .filter(|(_, (_, kept_from))| *kept_from <= plan.to)
+        .map(|(key, (serving, kept_from))| series::RangeAsk {
+            series: key,
+            from: *kept_from,
+            to: plan.to,
+            resolution: serving.resolution,
+        })
+        .collect();
+    let mut read = series::read_ranges(tables, tenant, &asks)
+        .await?
+        .into_iter();
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, (serving, kept_from)) in keys.iter().zip(servings) {
+        // Series whose range starts after `to` were not asked: they hold no points.
+        let points = if kept_from > plan.to {
+            Vec::new()
+        } else {
+            read.next().unwrap_or_default()
+        };
+        out.push(SeriesOut {
+            points: bucketize(&points, plan.step, plan.agg),
+            resolution: Some(serving.resolution),
+            expired_before: serving.expired_before,
+            key: key.clone(),
+        });
+    }
+    Ok(out)
 }
 
 pub async fn get_series(

@@ -366,7 +366,10 @@ fn encode_slots_v1(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
     out
 }
 
-pub fn decode_slots(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
+/// The slots of `bytes`, in index order. A list, not a map: readers walk it once, and building a
+/// map cost more than decoding (encoders write each index once, ascending; anything else is an
+/// error).
+pub fn decode_slots(bytes: &[u8]) -> Result<Vec<(u32, Agg)>, String> {
     let mut reader = Reader { bytes };
     let slots = match reader.byte()? {
         SLOTS_V1 => decode_slots_v1(&mut reader)?,
@@ -379,12 +382,15 @@ pub fn decode_slots(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
     Ok(slots)
 }
 
-fn decode_slots_v1(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String> {
+fn decode_slots_v1(reader: &mut Reader<'_>) -> Result<Vec<(u32, Agg)>, String> {
     let count = reader.count()?;
-    let mut slots = BTreeMap::new();
+    let mut slots = Vec::with_capacity(count as usize);
     let mut slot = 0u32;
-    for _ in 0..count {
+    for index in 0..count {
         let step = u32::try_from(reader.varint()?).map_err(|_| "slot out of range")?;
+        if step == 0 && index > 0 {
+            return Err("slot indexes not ascending".into());
+        }
         slot = slot.checked_add(step).ok_or("slot out of range")?;
         let count = reader.varint()?;
         let agg = Agg {
@@ -394,7 +400,7 @@ fn decode_slots_v1(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String
             max: reader.f64()?,
             last: reader.f64()?,
         };
-        slots.insert(slot, agg);
+        slots.push((slot, agg));
     }
     Ok(slots)
 }
@@ -404,8 +410,11 @@ fn decode_indexes(reader: &mut Reader<'_>, count: u64) -> Result<Vec<u32>, Strin
     match reader.byte()? {
         INDEX_DELTAS => {
             let mut slot = 0u32;
-            for _ in 0..count {
+            for index in 0..count {
                 let step = u32::try_from(reader.varint()?).map_err(|_| "slot out of range")?;
+                if step == 0 && index > 0 {
+                    return Err("slot indexes not ascending".into());
+                }
                 slot = slot.checked_add(step).ok_or("slot out of range")?;
                 indexes.push(slot);
             }
@@ -432,9 +441,9 @@ fn decode_indexes(reader: &mut Reader<'_>, count: u64) -> Result<Vec<u32>, Strin
     Ok(indexes)
 }
 
-fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String> {
+fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<Vec<(u32, Agg)>, String> {
     let count = reader.count()?;
-    let mut slots = BTreeMap::new();
+    let mut slots = Vec::with_capacity(count as usize);
     if count == 0 {
         return Ok(slots);
     }
@@ -496,7 +505,7 @@ fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<BTreeMap<u32, Agg>, String
                 }
             }
         };
-        slots.insert(slot, agg);
+        slots.push((slot, agg));
     }
     Ok(slots)
 }

@@ -17,6 +17,13 @@ fn same_agg(left: &Agg, right: &Agg) -> bool {
             .all(|(a, b)| a.to_bits() == b.to_bits())
 }
 
+/// `decode_slots` as a map; it must list each index once, ascending.
+fn decoded(bytes: &[u8]) -> Result<BTreeMap<u32, Agg>, String> {
+    let slots = decode_slots(bytes)?;
+    assert!(slots.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    Ok(slots.into_iter().collect())
+}
+
 fn same_slots(left: &BTreeMap<u32, Agg>, right: &BTreeMap<u32, Agg>) -> bool {
     left.len() == right.len()
         && left
@@ -89,9 +96,9 @@ fn minute_slots_of_single_points_are_small() {
     assert_eq!(bytes[0], SLOTS_V2);
     // 180 bytes of bitmap, then a header byte and one or two bytes of value per slot.
     assert!(bytes.len() < 1440 * 4, "{} bytes", bytes.len());
-    assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+    assert!(same_slots(&decoded(&bytes).unwrap(), &slots));
     assert!(same_slots(
-        &decode_slots(&encode_slots_v1(&slots)).unwrap(),
+        &decoded(&encode_slots_v1(&slots)).unwrap(),
         &slots
     ));
 }
@@ -112,7 +119,7 @@ fn hour_slots_keep_inexact_sums_exactly() {
     let bytes = encode_slots(&hours);
     assert_eq!(bytes[0], SLOTS_V2);
     assert!(bytes.len() < 24 * 12, "{} bytes", bytes.len());
-    assert!(same_slots(&decode_slots(&bytes).unwrap(), &hours));
+    assert!(same_slots(&decoded(&bytes).unwrap(), &hours));
 }
 
 #[test]
@@ -134,7 +141,7 @@ fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
     .collect();
     let bytes = encode_slots(&slots);
     assert_eq!(bytes[..4], [SLOTS_V2, 2, INDEX_DELTAS, 7]);
-    assert!(same_slots(&decode_slots(&bytes).unwrap(), &slots));
+    assert!(same_slots(&decoded(&bytes).unwrap(), &slots));
     // A count v2's header cannot hold: written as v1.
     let huge: BTreeMap<u32, Agg> = [(
         0,
@@ -147,11 +154,28 @@ fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
     .collect();
     let bytes = encode_slots(&huge);
     assert_eq!(bytes[0], SLOTS_V1);
-    assert!(same_slots(&decode_slots(&bytes).unwrap(), &huge));
-    assert_eq!(
-        decode_slots(&encode_slots(&BTreeMap::new())).unwrap(),
-        BTreeMap::new()
+    assert!(same_slots(&decoded(&bytes).unwrap(), &huge));
+    assert!(
+        decode_slots(&encode_slots(&BTreeMap::new()))
+            .unwrap()
+            .is_empty()
     );
+}
+
+#[test]
+fn a_repeated_slot_index_is_an_error() {
+    let agg = Agg::of_point(1.5);
+    let slots: BTreeMap<u32, Agg> = [(0, agg), (100, agg)].into_iter().collect();
+    // v2, sparse: the version, the count, the delta layout, then deltas 0 and 100.
+    let mut v2 = encode_slots(&slots);
+    assert_eq!(v2[..5], [SLOTS_V2, 2, INDEX_DELTAS, 0, 100]);
+    v2[4] = 0;
+    assert!(decode_slots(&v2).is_err());
+    // v1: the version, the count, then per slot its delta, its count and four numbers.
+    let mut v1 = encode_slots_v1(&slots);
+    assert_eq!([v1[0], v1[1], v1[2], v1[36]], [SLOTS_V1, 2, 0, 100]);
+    v1[36] = 0;
+    assert!(decode_slots(&v1).is_err());
 }
 
 #[test]
@@ -203,7 +227,7 @@ proptest! {
         let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, v))| {
             (slot, Agg { count, sum: v * count as f64, min: v - 1.0, max: v + 1.0, last: v })
         }).collect();
-        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
     }
 
     #[test]
@@ -211,7 +235,7 @@ proptest! {
         let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, [sum, min, max, last]))| {
             (slot, Agg { count, sum, min, max, last })
         }).collect();
-        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
     }
 
     #[test]
@@ -222,7 +246,7 @@ proptest! {
         let power = 10f64.powi(i32::from(scale));
         let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (t, m as f64 / power)).collect();
         let slots = minute_slots(&points);
-        prop_assert!(same_slots(&decode_slots(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
     }
 
     #[test]
