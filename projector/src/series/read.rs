@@ -71,8 +71,9 @@ impl Resolution {
 
 /// The stored fences of one series (all 0 before its first retention sweep).
 pub async fn fences(tables: &dyn Table, tenant: &str, series: &str) -> Result<Fences> {
-    let key = shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK);
-    let item = tables.get(TableName::Views, &key).await?;
+    let item = tables
+        .get(TableName::Views, &fence_key(tenant, series))
+        .await?;
     Ok(Fences::stored(item.as_ref()))
 }
 
@@ -81,13 +82,17 @@ pub async fn fences(tables: &dyn Table, tenant: &str, series: &str) -> Result<Fe
 pub async fn fences_of(tables: &dyn Table, tenant: &str, series: &[String]) -> Result<Vec<Fences>> {
     let keys: Vec<shoal_storage::Key> = series
         .iter()
-        .map(|series| shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK))
+        .map(|series| fence_key(tenant, series))
         .collect();
     let items = tables.batch_get(TableName::Views, &keys).await?;
     Ok(items
         .iter()
         .map(|item| Fences::stored(item.as_ref()))
         .collect())
+}
+
+fn fence_key(tenant: &str, series: &str) -> shoal_storage::Key {
+    shoal_storage::Key::new(series_pk(VERSION, tenant, series), FENCE_SK)
 }
 
 /// Which resolution serves a range, given the one its step asks for.

@@ -324,39 +324,37 @@ async fn read_some(
 ) -> Result<Vec<SeriesOut>> {
     let tables = tables.as_ref();
     let fences = series::fences_of(tables, tenant, &keys).await?;
-    // Below a fence items may linger until the next sweep round; they are not served, so a
-    // series' range starts at its fence when that is later than `from`.
-    let servings: Vec<(series::Serving, i64)> = fences
+    let servings: Vec<series::Serving> = fences
         .iter()
-        .map(|fences| {
-            let serving = series::serving(fences, plan.resolution, plan.from);
-            let kept_from = serving
-                .expired_before
-                .map_or(plan.from, |at| at.max(plan.from));
-            (serving, kept_from)
-        })
+        .map(|fences| series::serving(fences, plan.resolution, plan.from))
         .collect();
-    let asks: Vec<series::RangeAsk<'_>> = keys
+    // Below a fence items may linger until the next sweep round; they are not served, so a
+    // series' range starts at its fence when that is later than `from`. A range that then
+    // starts after `to` is not read at all.
+    let asks: Vec<Option<series::RangeAsk<'_>>> = keys
         .iter()
         .zip(&servings)
-        .filter(|(_, (_, kept_from))| *kept_from <= plan.to)
-        .map(|(key, (serving, kept_from))| series::RangeAsk {
-            series: key,
-            from: *kept_from,
-            to: plan.to,
-            resolution: serving.resolution,
+        .map(|(key, serving)| {
+            let from = serving
+                .expired_before
+                .map_or(plan.from, |at| at.max(plan.from));
+            (from <= plan.to).then_some(series::RangeAsk {
+                series: key,
+                from,
+                to: plan.to,
+                resolution: serving.resolution,
+            })
         })
         .collect();
-    let mut read = series::read_ranges(tables, tenant, &asks)
+    let asked: Vec<series::RangeAsk<'_>> = asks.iter().flatten().copied().collect();
+    let mut read = series::read_ranges(tables, tenant, &asked)
         .await?
         .into_iter();
     let mut out = Vec::with_capacity(keys.len());
-    for (key, (serving, kept_from)) in keys.iter().zip(servings) {
-        // Series whose range starts after `to` were not asked: they hold no points.
-        let points = if kept_from > plan.to {
-            Vec::new()
-        } else {
-            read.next().unwrap_or_default()
+    for ((key, serving), ask) in keys.iter().zip(servings).zip(&asks) {
+        let points = match ask {
+            Some(_) => read.next().unwrap_or_default(),
+            None => Vec::new(),
         };
         out.push(SeriesOut {
             points: bucketize(&points, plan.step, plan.agg),
