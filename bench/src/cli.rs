@@ -180,6 +180,11 @@ pub struct QueryArgs {
     /// Metric series loaded (one day at one point a minute each).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub series: u32,
+    /// Days of history before the measured day, at one point every 30 minutes per series (two
+    /// per hourly slot): the rollup items a month-old series' queries read hold this much
+    /// besides the day asked for.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=400))]
+    pub history_days: u32,
     /// Requests timed per query shape.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
     pub queries: u32,

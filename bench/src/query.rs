@@ -3,7 +3,8 @@
 //! while ingest runs.
 //!
 //! Data: `--entities` customers with `--events-per-entity` events each (5 event names, a plan
-//! trait), and `--series` metric series of one UTC day at one point a minute. Then, one request
+//! trait), and `--series` metric series of one UTC day at one point a minute, after
+//! `--history-days` days at one point every 30 minutes. Then, one request
 //! at a time over one keep-alive connection (the latency of a request, not of a queue):
 //! - one entity (`GET /v1/entities/{id}`, a random customer);
 //! - an entity list page (`GET /v1/entities?limit=50`, with a random `trait.plan` filter);
@@ -136,7 +137,7 @@ async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Re
     println!(
         "loaded {} events and {} points in {:.1} s; projections caught up after {:.1} s",
         args.entities * args.events_per_entity,
-        args.series * 1440,
+        u64::from(args.series) * (1440 + u64::from(args.history_days) * 48),
         loaded.as_secs_f64(),
         loading.elapsed().as_secs_f64()
     );
@@ -346,6 +347,18 @@ async fn load_entities(client: &Client, args: &QueryArgs, now: i64) -> Result<()
 
 async fn load_series(client: &Client, args: &QueryArgs, day: i64) -> Result<()> {
     let mut batch = Vec::with_capacity(10_000);
+    let history = i64::from(args.history_days) * 48;
+    for half_hour in (0..history).rev() {
+        let at = day - (half_hour + 1) * 30 * MINUTE;
+        for host in 0..args.series {
+            batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": at, "value": f64::from(host % 100) + (half_hour % 48) as f64 / 48.0}));
+            if batch.len() >= 10_000 {
+                client
+                    .post("/v1/metrics", &Value::from(std::mem::take(&mut batch)))
+                    .await?;
+            }
+        }
+    }
     for minute in 0..1440i64 {
         for host in 0..args.series {
             batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": day + minute * MINUTE, "value": f64::from(host % 100) + minute as f64 / 1440.0}));
