@@ -5,7 +5,9 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use shoal_projector::series::Agg;
-use shoal_projector::series::codec::{decode_points, decode_slots, encode_points, encode_slots};
+use shoal_projector::series::codec::{
+    decode_points, decode_slots, decode_slots_in, encode_points, encode_slots,
+};
 use shoal_projector::{ProjectorConfig, catch_up};
 use shoal_schemas::{Event, EventKind};
 use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
@@ -122,12 +124,67 @@ fn series_codec(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(slots.len() as u64));
     group.bench_function("encode a day of hourly slots", |b| {
-        b.iter(|| encode_slots(black_box(&slots)))
+        b.iter(|| encode_slots(black_box(&slots), 24))
     });
-    let encoded_slots = encode_slots(&slots);
+    let encoded_slots = encode_slots(&slots, 24);
     group.bench_function("decode a day of hourly slots", |b| {
         b.iter(|| decode_slots(black_box(&encoded_slots)).expect("decodes"))
     });
+    group.finish();
+    slot_ranges(c);
+}
+
+/// Range reads of rollup items: slots v3 (blocks of an hour of minutes, a day of hours) against
+/// the same slots in v2 (one block: `u32::MAX` slots), which decodes up to the range's end.
+fn slot_ranges(c: &mut Criterion) {
+    let slot = |i: u32| Agg {
+        count: 60,
+        sum: 1800.0 + f64::from(i % 50),
+        min: 10.0,
+        max: 55.5,
+        last: f64::from(i % 97) * 0.5,
+    };
+    let minutes: BTreeMap<u32, Agg> = (0..1440u32)
+        .map(|i| {
+            let value = f64::from(i % 97) * 0.5;
+            let agg = Agg {
+                count: 1,
+                sum: value,
+                min: value,
+                max: value,
+                last: value,
+            };
+            (i, agg)
+        })
+        .collect();
+    let hours: BTreeMap<u32, Agg> = (0..32 * 24u32).map(|i| (i, slot(i))).collect();
+    let mut group = c.benchmark_group("rollup range reads");
+    for (name, slots, block, range) in [
+        ("a day of minute slots", &minutes, 60, 0..=1439),
+        (
+            "the 11th hour of a day of minute slots",
+            &minutes,
+            60,
+            600..=659,
+        ),
+        (
+            "the 21st day of 32 days of hourly slots",
+            &hours,
+            24,
+            480..=503,
+        ),
+    ] {
+        let span = u64::from(range.end() - range.start()) + 1;
+        group.throughput(Throughput::Elements(span));
+        for (format, bytes) in [
+            ("v3", encode_slots(slots, block)),
+            ("v2", encode_slots(slots, u32::MAX)),
+        ] {
+            group.bench_function(format!("{name}, {format}"), |b| {
+                b.iter(|| decode_slots_in(black_box(&bytes), range.clone()).expect("decodes"))
+            });
+        }
+    }
     group.finish();
 }
 

@@ -250,8 +250,11 @@ fn add_points(ask: &RangeAsk<'_>, page: &Page, points: &mut Vec<SeriesPoint>) ->
                     .map(|(t, value)| SeriesPoint::new(t, Agg::of_point(value))),
             );
         } else {
-            let decoded =
-                codec::decode_slots(bytes).map_err(|detail| Error::corrupt(key, detail))?;
+            let Some(wanted) = slots_within(start, slot_span, ask) else {
+                continue;
+            };
+            let decoded = codec::decode_slots_in(bytes, wanted)
+                .map_err(|detail| Error::corrupt(key, detail))?;
             points.extend(
                 decoded
                     .into_iter()
@@ -262,6 +265,23 @@ fn add_points(ask: &RangeAsk<'_>, page: &Page, points: &mut Vec<SeriesPoint>) ->
         }
     }
     Ok(())
+}
+
+/// The indexes of the slots of an item starting at `start` that `ask` covers (slot `i` starts at
+/// `start + i * slot_span`), or `None` when it covers none.
+fn slots_within(
+    start: i64,
+    slot_span: i64,
+    ask: &RangeAsk<'_>,
+) -> Option<std::ops::RangeInclusive<u32>> {
+    if ask.to < start {
+        return None;
+    }
+    let offset = ask.from.saturating_sub(start).max(0);
+    let first = offset / slot_span + i64::from(offset % slot_span != 0);
+    let last = ask.to.saturating_sub(start) / slot_span;
+    let clamp = |index: i64| u32::try_from(index.min(i64::from(u32::MAX))).unwrap_or(u32::MAX);
+    (first <= last).then(|| clamp(first)..=clamp(last))
 }
 
 /// A page of a tenant's series keys, in key order.
@@ -306,4 +326,42 @@ pub async fn list(
         series,
         next: page.next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn within(start: i64, from: i64, to: i64) -> Option<std::ops::RangeInclusive<u32>> {
+        let ask = RangeAsk {
+            series: "s",
+            from,
+            to,
+            resolution: Resolution::Minute,
+        };
+        slots_within(start, MINUTE, &ask)
+    }
+
+    #[test]
+    fn slots_within_are_the_slots_starting_in_the_range() {
+        let day = 20_000 * DAY;
+        assert_eq!(within(day, day, day + DAY - 1), Some(0..=1439));
+        assert_eq!(within(day, day - DAY, day + 1), Some(0..=0));
+        // A slot counts when its start is in the range: 10:00:30 starts after slot 600's start.
+        assert_eq!(
+            within(day, day + 600 * MINUTE + 30_000, day + 659 * MINUTE),
+            Some(601..=659)
+        );
+        assert_eq!(
+            within(day, day + 10, day + 50_000),
+            None,
+            "no slot starts in it"
+        );
+        assert_eq!(within(day, day - 2 * DAY, day - 1), None, "before the item");
+        assert_eq!(
+            within(0, 0, i64::MAX),
+            Some(0..=u32::MAX),
+            "clamped to the indexes a slot can have"
+        );
+    }
 }

@@ -35,6 +35,14 @@
 //! exact sum: both small, and the round trip is exact for any finite sum. Raw mode: `last` XORed
 //! with the previous slot's, `min`, `max` and `sum` XORed with `last`, bit-reversed varints.
 //!
+//! **Slots v3**: as v2 up to the mode byte; then the block length `n` (varint, at least 1), and
+//! the slots' headers and numbers in blocks, block `b` holding the slots with indexes
+//! `b·n ≤ i < (b+1)·n`: each non-empty block its byte length (varint), then its slots as v2
+//! codes them, the `last` chain starting afresh. A range read skips the blocks before its range
+//! by their lengths and stops after its range. The writer picks `n` per resolution (an hour of
+//! minute slots, a day of hour slots), so a day read from a month's hourly item decodes one or
+//! two blocks instead of every slot. Written when the slots span more than one block.
+//!
 //! Decoding never panics: malformed bytes are an error.
 
 use super::Agg;
@@ -44,6 +52,7 @@ const POINTS_V1: u8 = 1;
 const POINTS_V2: u8 = 2;
 const SLOTS_V1: u8 = 1;
 const SLOTS_V2: u8 = 2;
+const SLOTS_V3: u8 = 3;
 
 /// Scales tried for decimal values: up to 9 digits after the point.
 const MAX_SCALE: u8 = 9;
@@ -247,62 +256,103 @@ pub fn decode_points(start: i64, bytes: &[u8]) -> Result<BTreeMap<i64, f64>, Str
     Ok(points)
 }
 
-/// The slots in the newest format: v2, or v1 for a count too large for v2's header.
-pub fn encode_slots(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
+/// The slots in the newest format that fits them: v3 in blocks of `block` slots when they span
+/// more than one block, v2 when they fit in one (block lengths would buy nothing), v1 for a
+/// count too large for v2's header.
+pub fn encode_slots(slots: &BTreeMap<u32, Agg>, block: u32) -> Vec<u8> {
     if slots.values().any(|agg| agg.count > u64::MAX >> 1) {
         return encode_slots_v1(slots);
     }
+    let block = block.max(1);
+    let blocks = match (slots.keys().next(), slots.keys().next_back()) {
+        (Some(first), Some(last)) => last / block - first / block + 1,
+        _ => 0,
+    };
+    encode_slots_v2_or_v3(slots, (blocks > 1).then_some(block))
+}
+
+/// v3 in blocks of `block` (at least 1) slots, or v2 without.
+fn encode_slots_v2_or_v3(slots: &BTreeMap<u32, Agg>, block: Option<u32>) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + slots.len() * 4);
-    out.push(SLOTS_V2);
+    out.push(if block.is_some() { SLOTS_V3 } else { SLOTS_V2 });
     put_varint(&mut out, slots.len() as u64);
     if slots.is_empty() {
         return out;
     }
     encode_indexes(slots, &mut out);
     let power = encode_mode(slots, &mut out);
-    let (mut previous_mantissa, mut previous_bits) = (0i64, 0u64);
-    for agg in slots.values() {
-        let full = [agg.sum, agg.min, agg.max]
-            .iter()
-            .any(|number| number.to_bits() != agg.last.to_bits());
-        put_varint(&mut out, (agg.count << 1) | u64::from(full));
-        let decimals = power.and_then(|power| {
-            Some((
-                power,
-                decimal(agg.last, power)?,
-                decimal(agg.min, power)?,
-                decimal(agg.max, power)?,
-                nearest_decimal(agg.sum, power)?,
-            ))
-        });
-        match decimals {
-            Some((power, last, min, max, sum)) => {
-                put_varint(&mut out, zigzag(last.wrapping_sub(previous_mantissa)));
-                previous_mantissa = last;
-                if full {
-                    put_varint(&mut out, zigzag(min.wrapping_sub(last)));
-                    put_varint(&mut out, zigzag(max.wrapping_sub(last)));
-                    let expected = last.wrapping_mul(agg.count as i64);
-                    put_varint(&mut out, zigzag(sum.wrapping_sub(expected)));
-                    let ulps = (agg.sum.to_bits() as i64)
-                        .wrapping_sub((sum as f64 / power).to_bits() as i64);
-                    put_varint(&mut out, zigzag(ulps));
-                }
+    let Some(block_len) = block else {
+        let mut chain = Chain::default();
+        for agg in slots.values() {
+            encode_slot(agg, power, &mut chain, &mut out);
+        }
+        return out;
+    };
+    put_varint(&mut out, u64::from(block_len));
+    let mut block = Vec::new();
+    let mut slots = slots.iter().peekable();
+    while let Some(&(&first, _)) = slots.peek() {
+        let end = (u64::from(first / block_len) + 1) * u64::from(block_len);
+        let mut chain = Chain::default();
+        block.clear();
+        while let Some((_, agg)) = slots.next_if(|&(&slot, _)| u64::from(slot) < end) {
+            encode_slot(agg, power, &mut chain, &mut block);
+        }
+        put_varint(&mut out, block.len() as u64);
+        out.extend_from_slice(&block);
+    }
+    out
+}
+
+/// What a slot's numbers are coded against: the previous slot's `last` of the same run (v2's
+/// whole item, one block of v3), as a decimal mantissa or as bits.
+#[derive(Default)]
+struct Chain {
+    mantissa: i64,
+    bits: u64,
+}
+
+/// One slot's header and numbers (v2 and v3).
+fn encode_slot(agg: &Agg, power: Option<f64>, chain: &mut Chain, out: &mut Vec<u8>) {
+    let full = [agg.sum, agg.min, agg.max]
+        .iter()
+        .any(|number| number.to_bits() != agg.last.to_bits());
+    put_varint(out, (agg.count << 1) | u64::from(full));
+    let decimals = power.and_then(|power| {
+        Some((
+            power,
+            decimal(agg.last, power)?,
+            decimal(agg.min, power)?,
+            decimal(agg.max, power)?,
+            nearest_decimal(agg.sum, power)?,
+        ))
+    });
+    match decimals {
+        Some((power, last, min, max, sum)) => {
+            put_varint(out, zigzag(last.wrapping_sub(chain.mantissa)));
+            chain.mantissa = last;
+            if full {
+                put_varint(out, zigzag(min.wrapping_sub(last)));
+                put_varint(out, zigzag(max.wrapping_sub(last)));
+                let expected = last.wrapping_mul(agg.count as i64);
+                put_varint(out, zigzag(sum.wrapping_sub(expected)));
+                let ulps =
+                    (agg.sum.to_bits() as i64).wrapping_sub((sum as f64 / power).to_bits() as i64);
+                put_varint(out, zigzag(ulps));
             }
-            None => {
-                debug_assert!(power.is_none(), "the scale fits every slot");
-                let last = agg.last.to_bits();
-                put_varint(&mut out, (last ^ previous_bits).reverse_bits());
-                previous_bits = last;
-                if full {
-                    for number in [agg.min, agg.max, agg.sum] {
-                        put_varint(&mut out, (number.to_bits() ^ last).reverse_bits());
-                    }
+        }
+        None => {
+            debug_assert!(power.is_none(), "the scale fits every slot");
+            let last = agg.last.to_bits();
+            put_varint(out, (last ^ chain.bits).reverse_bits());
+            chain.bits = last;
+            if full {
+                for number in [agg.min, agg.max, agg.sum] {
+                    put_varint(out, (number.to_bits() ^ last).reverse_bits());
                 }
             }
         }
     }
-    out
 }
 
 /// Slot indexes as deltas or as a bitmap, whichever is smaller.
@@ -371,14 +421,37 @@ fn encode_slots_v1(slots: &BTreeMap<u32, Agg>) -> Vec<u8> {
 /// error).
 pub fn decode_slots(bytes: &[u8]) -> Result<Vec<(u32, Agg)>, String> {
     let mut reader = Reader { bytes };
-    let slots = match reader.byte()? {
-        SLOTS_V1 => decode_slots_v1(&mut reader)?,
-        SLOTS_V2 => decode_slots_v2(&mut reader)?,
-        _ => return Err("unknown slots format".into()),
-    };
+    let slots = decode_slots_from(&mut reader, 0..=u32::MAX)?;
     if !reader.bytes.is_empty() {
         return Err("trailing bytes after slots".into());
     }
+    Ok(slots)
+}
+
+/// The slots of `bytes` whose index is in `wanted`, in index order: what a range query reads of
+/// an item. A v3 item's blocks outside the range are skipped by their lengths and the decoding
+/// stops after the range, so a day read from a month's hourly item decodes a day's blocks;
+/// bytes it does not decode are not checked either (the projector's fold reads items whole,
+/// with [`decode_slots`]).
+pub fn decode_slots_in(
+    bytes: &[u8],
+    wanted: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<(u32, Agg)>, String> {
+    decode_slots_from(&mut Reader { bytes }, wanted)
+}
+
+fn decode_slots_from(
+    reader: &mut Reader<'_>,
+    wanted: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<(u32, Agg)>, String> {
+    let mut slots = match reader.byte()? {
+        SLOTS_V1 => decode_slots_v1(reader)?,
+        format @ (SLOTS_V2 | SLOTS_V3) => {
+            return decode_slots_v2_or_v3(reader, format == SLOTS_V3, wanted);
+        }
+        _ => return Err("unknown slots format".into()),
+    };
+    slots.retain(|(slot, _)| wanted.contains(slot));
     Ok(slots)
 }
 
@@ -424,12 +497,11 @@ fn decode_indexes(reader: &mut Reader<'_>, count: u64) -> Result<Vec<u32>, Strin
             let len = usize::try_from(bits.div_ceil(8)).map_err(|_| "bitmap too long")?;
             let bitmap = reader.take(len)?;
             for (byte_index, &byte) in bitmap.iter().enumerate() {
-                for bit in 0..8 {
-                    if byte & (1 << bit) != 0 {
-                        let slot =
-                            u32::try_from(byte_index * 8 + bit).map_err(|_| "slot out of range")?;
-                        indexes.push(slot);
-                    }
+                let base = u32::try_from(byte_index * 8).map_err(|_| "slot out of range")?;
+                let mut bits = byte;
+                while bits != 0 {
+                    indexes.push(base + bits.trailing_zeros());
+                    bits &= bits - 1;
                 }
             }
             if indexes.len() as u64 != count {
@@ -441,11 +513,14 @@ fn decode_indexes(reader: &mut Reader<'_>, count: u64) -> Result<Vec<u32>, Strin
     Ok(indexes)
 }
 
-fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<Vec<(u32, Agg)>, String> {
+fn decode_slots_v2_or_v3(
+    reader: &mut Reader<'_>,
+    blocked: bool,
+    wanted: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<(u32, Agg)>, String> {
     let count = reader.count()?;
-    let mut slots = Vec::with_capacity(count as usize);
     if count == 0 {
-        return Ok(slots);
+        return Ok(Vec::new());
     }
     let indexes = decode_indexes(reader, count)?;
     let power = match reader.byte()? {
@@ -453,61 +528,117 @@ fn decode_slots_v2(reader: &mut Reader<'_>) -> Result<Vec<(u32, Agg)>, String> {
         scale if scale <= MAX_SCALE => Some(power_of_ten(scale)),
         _ => return Err("unknown slots mode".into()),
     };
-    let (mut previous_mantissa, mut previous_bits) = (0i64, 0u64);
-    for slot in indexes {
-        let header = reader.varint()?;
-        let (count, full) = (header >> 1, header & 1 == 1);
-        let agg = match power {
-            Some(power) => {
-                let last = previous_mantissa.wrapping_add(reader.signed()?);
-                previous_mantissa = last;
-                let last_value = last as f64 / power;
-                if full {
-                    let min = last.wrapping_add(reader.signed()?);
-                    let max = last.wrapping_add(reader.signed()?);
-                    let sum = last
-                        .wrapping_mul(count as i64)
-                        .wrapping_add(reader.signed()?);
-                    let ulps = reader.signed()?;
-                    let sum_bits = ((sum as f64 / power).to_bits() as i64).wrapping_add(ulps);
-                    Agg {
-                        count,
-                        sum: f64::from_bits(sum_bits as u64),
-                        min: min as f64 / power,
-                        max: max as f64 / power,
-                        last: last_value,
-                    }
-                } else {
-                    Agg {
-                        count,
-                        sum: last_value,
-                        min: last_value,
-                        max: last_value,
-                        last: last_value,
-                    }
-                }
+    let (first, last) = (*wanted.start(), *wanted.end());
+    let span = u64::from(last.saturating_sub(first)) + 1;
+    let mut slots = Vec::with_capacity(count.min(span) as usize);
+    if !blocked {
+        let mut chain = Chain::default();
+        for slot in indexes {
+            if slot > last {
+                break;
             }
-            None => {
-                previous_bits ^= reader.varint()?.reverse_bits();
-                let last = previous_bits;
-                let mut numbers = [last; 3];
-                if full {
-                    for number in &mut numbers {
-                        *number = reader.varint()?.reverse_bits() ^ last;
-                    }
-                }
-                Agg {
-                    count,
-                    min: f64::from_bits(numbers[0]),
-                    max: f64::from_bits(numbers[1]),
-                    sum: f64::from_bits(numbers[2]),
-                    last: f64::from_bits(last),
-                }
+            let agg = decode_slot(reader, power, &mut chain)?;
+            if slot >= first {
+                slots.push((slot, agg));
             }
+        }
+        return Ok(slots);
+    }
+    let block_len = match reader.varint()? {
+        0 => return Err("slot block length 0".into()),
+        len => u32::try_from(len).map_err(|_| "slot block too long")?,
+    };
+    let mut rest = indexes.as_slice();
+    while let Some(&head) = rest.first() {
+        // Compared with the block's end rather than divided: a division per slot cost more
+        // than decoding the slots of an hour.
+        let end = (u64::from(head / block_len) + 1) * u64::from(block_len);
+        let in_block = rest
+            .iter()
+            .take_while(|&&slot| u64::from(slot) < end)
+            .count();
+        let (block_slots, after) = rest.split_at(in_block);
+        rest = after;
+        if head > last {
+            break;
+        }
+        let len = usize::try_from(reader.varint()?).map_err(|_| "block too long")?;
+        let mut block = Reader {
+            bytes: reader.take(len)?,
         };
-        slots.push((slot, agg));
+        if block_slots.last().is_some_and(|&slot| slot < first) {
+            continue;
+        }
+        let mut chain = Chain::default();
+        for &slot in block_slots {
+            let agg = decode_slot(&mut block, power, &mut chain)?;
+            if wanted.contains(&slot) {
+                slots.push((slot, agg));
+            }
+        }
+        if !block.bytes.is_empty() {
+            return Err("trailing bytes in a slot block".into());
+        }
     }
     Ok(slots)
+}
+
+/// One slot's header and numbers (v2 and v3).
+fn decode_slot(
+    reader: &mut Reader<'_>,
+    power: Option<f64>,
+    chain: &mut Chain,
+) -> Result<Agg, String> {
+    let header = reader.varint()?;
+    let (count, full) = (header >> 1, header & 1 == 1);
+    Ok(match power {
+        Some(power) => {
+            let last = chain.mantissa.wrapping_add(reader.signed()?);
+            chain.mantissa = last;
+            let last_value = last as f64 / power;
+            if full {
+                let min = last.wrapping_add(reader.signed()?);
+                let max = last.wrapping_add(reader.signed()?);
+                let sum = last
+                    .wrapping_mul(count as i64)
+                    .wrapping_add(reader.signed()?);
+                let ulps = reader.signed()?;
+                let sum_bits = ((sum as f64 / power).to_bits() as i64).wrapping_add(ulps);
+                Agg {
+                    count,
+                    sum: f64::from_bits(sum_bits as u64),
+                    min: min as f64 / power,
+                    max: max as f64 / power,
+                    last: last_value,
+                }
+            } else {
+                Agg {
+                    count,
+                    sum: last_value,
+                    min: last_value,
+                    max: last_value,
+                    last: last_value,
+                }
+            }
+        }
+        None => {
+            chain.bits ^= reader.varint()?.reverse_bits();
+            let last = chain.bits;
+            let mut numbers = [last; 3];
+            if full {
+                for number in &mut numbers {
+                    *number = reader.varint()?.reverse_bits() ^ last;
+                }
+            }
+            Agg {
+                count,
+                min: f64::from_bits(numbers[0]),
+                max: f64::from_bits(numbers[1]),
+                sum: f64::from_bits(numbers[2]),
+                last: f64::from_bits(last),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -92,10 +92,20 @@ fn minute_slots_of_single_points_are_small() {
         .map(|m| (m * 60_000, ((m % 97) as f64 * 0.3 * 10.0).round() / 10.0))
         .collect();
     let slots = minute_slots(&points);
-    let bytes = encode_slots(&slots);
-    assert_eq!(bytes[0], SLOTS_V2);
+    let bytes = encode_slots(&slots, 60);
+    assert_eq!(bytes[0], SLOTS_V3);
     // 180 bytes of bitmap, then a header byte and one or two bytes of value per slot.
     assert!(bytes.len() < 1440 * 4, "{} bytes", bytes.len());
+    // v3 adds block lengths and restarts the value chain: 24 blocks, about 2 % over v2.
+    let v2 = encode_slots_v2_or_v3(&slots, None);
+    assert_eq!(v2[0], SLOTS_V2);
+    assert!(
+        bytes.len() <= v2.len() + 24 * 4,
+        "v3 {} bytes, v2 {}",
+        bytes.len(),
+        v2.len()
+    );
+    assert!(same_slots(&decoded(&v2).unwrap(), &slots));
     assert!(same_slots(&decoded(&bytes).unwrap(), &slots));
     assert!(same_slots(
         &decoded(&encode_slots_v1(&slots)).unwrap(),
@@ -116,7 +126,7 @@ fn hour_slots_keep_inexact_sums_exactly() {
         let merged = hours.get(&slot).map_or(point, |agg| agg.merge(point));
         hours.insert(slot, merged);
     }
-    let bytes = encode_slots(&hours);
+    let bytes = encode_slots(&hours, 24);
     assert_eq!(bytes[0], SLOTS_V2);
     assert!(bytes.len() < 24 * 12, "{} bytes", bytes.len());
     assert!(same_slots(&decoded(&bytes).unwrap(), &hours));
@@ -139,8 +149,8 @@ fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
     ]
     .into_iter()
     .collect();
-    let bytes = encode_slots(&slots);
-    assert_eq!(bytes[..4], [SLOTS_V2, 2, INDEX_DELTAS, 7]);
+    let bytes = encode_slots(&slots, 60);
+    assert_eq!(bytes[..4], [SLOTS_V3, 2, INDEX_DELTAS, 7]);
     assert!(same_slots(&decoded(&bytes).unwrap(), &slots));
     // A count v2's header cannot hold: written as v1.
     let huge: BTreeMap<u32, Agg> = [(
@@ -152,11 +162,11 @@ fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
     )]
     .into_iter()
     .collect();
-    let bytes = encode_slots(&huge);
+    let bytes = encode_slots(&huge, 60);
     assert_eq!(bytes[0], SLOTS_V1);
     assert!(same_slots(&decoded(&bytes).unwrap(), &huge));
     assert!(
-        decode_slots(&encode_slots(&BTreeMap::new()))
+        decode_slots(&encode_slots(&BTreeMap::new(), 60))
             .unwrap()
             .is_empty()
     );
@@ -166,11 +176,15 @@ fn sparse_slots_use_deltas_and_raw_numbers_round_trip() {
 fn a_repeated_slot_index_is_an_error() {
     let agg = Agg::of_point(1.5);
     let slots: BTreeMap<u32, Agg> = [(0, agg), (100, agg)].into_iter().collect();
-    // v2, sparse: the version, the count, the delta layout, then deltas 0 and 100.
-    let mut v2 = encode_slots(&slots);
-    assert_eq!(v2[..5], [SLOTS_V2, 2, INDEX_DELTAS, 0, 100]);
-    v2[4] = 0;
-    assert!(decode_slots(&v2).is_err());
+    // v2 and v3, sparse: the version, the count, the delta layout, then deltas 0 and 100.
+    for block in [None, Some(60)] {
+        let mut bytes = encode_slots_v2_or_v3(&slots, block);
+        let format = if block.is_some() { SLOTS_V3 } else { SLOTS_V2 };
+        assert_eq!(bytes[..5], [format, 2, INDEX_DELTAS, 0, 100]);
+        bytes[4] = 0;
+        assert!(decode_slots(&bytes).is_err());
+        assert!(decode_slots_in(&bytes, 50..=150).is_err());
+    }
     // v1: the version, the count, then per slot its delta, its count and four numbers.
     let mut v1 = encode_slots_v1(&slots);
     assert_eq!([v1[0], v1[1], v1[2], v1[36]], [SLOTS_V1, 2, 0, 100]);
@@ -199,7 +213,71 @@ fn garbage_is_an_error() {
         decode_slots(&[2, 1, 0, 0, 11, 2, 0]).is_err(),
         "unknown mode"
     );
-    assert!(decode_slots(&[3]).is_err());
+    assert!(decode_slots(&[4]).is_err());
+    // v3: slots 0 and 64, decimals at scale 0, blocks of 6 slots (slot 64 is in block 10),
+    // then each block's length and its one slot (count 1, last 1 or 2).
+    assert!(
+        decode_slots(&[3, 2, 0, 0, 64, 0, 0, 2, 2, 2, 2, 2, 4]).is_err(),
+        "block length 0"
+    );
+    assert!(
+        decode_slots(&[3, 2, 0, 0, 64, 0, 6, 2, 2, 2, 9, 2, 4]).is_err(),
+        "block truncated"
+    );
+    assert!(
+        decode_slots(&[3, 2, 0, 0, 64, 0, 6, 3, 2, 2, 0, 2, 2, 4]).is_err(),
+        "trailing bytes in a block"
+    );
+    assert_eq!(
+        decode_slots(&[3, 2, 0, 0, 64, 0, 6, 2, 2, 2, 2, 2, 4])
+            .unwrap()
+            .iter()
+            .map(|(slot, agg)| (*slot, agg.last))
+            .collect::<Vec<_>>(),
+        [(0, 1.0), (64, 2.0)],
+        "each block's chain starts afresh"
+    );
+}
+
+/// A day of minute slots, one point each.
+fn a_day_of_minutes() -> BTreeMap<u32, Agg> {
+    (0..1440u32)
+        .map(|m| (m, Agg::of_point(f64::from(m % 97) * 0.5)))
+        .collect()
+}
+
+#[test]
+fn a_range_read_decodes_only_the_blocks_it_covers() {
+    let slots = a_day_of_minutes();
+    let mut bytes = encode_slots(&slots, 60);
+    assert_eq!(bytes[0], SLOTS_V3);
+    // Layout: format, count (2 bytes), bitmap layout, bit count (2 bytes), 180 bytes of bitmap,
+    // mode, block length, then the first block's length.
+    let first_block = 1 + 2 + 1 + 2 + 180 + 1 + 1;
+    assert_eq!(bytes[first_block - 1], 60);
+    let hour: Vec<(u32, Agg)> = slots.range(600..=659).map(|(s, a)| (*s, *a)).collect();
+    let read = decode_slots_in(&bytes, 600..=659).unwrap();
+    assert_eq!(read.len(), 60);
+    assert!(
+        read.iter()
+            .zip(&hour)
+            .all(|(l, r)| l.0 == r.0 && same_agg(&l.1, &r.1))
+    );
+    // Garble the first block (slots 0–59): whole reads fail, the hour's read does not touch it.
+    let mut reader = Reader {
+        bytes: &bytes[first_block..],
+    };
+    let len = reader.varint().unwrap() as usize;
+    let body = bytes.len() - reader.bytes.len();
+    bytes[body..body + len].fill(0xff);
+    assert!(decode_slots(&bytes).is_err());
+    assert!(decode_slots_in(&bytes, 0..=10).is_err());
+    let read = decode_slots_in(&bytes, 600..=659).unwrap();
+    assert!(
+        read.iter()
+            .zip(&hour)
+            .all(|(l, r)| l.0 == r.0 && same_agg(&l.1, &r.1))
+    );
 }
 
 proptest! {
@@ -227,7 +305,7 @@ proptest! {
         let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, v))| {
             (slot, Agg { count, sum: v * count as f64, min: v - 1.0, max: v + 1.0, last: v })
         }).collect();
-        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots, 60)).unwrap(), &slots));
     }
 
     #[test]
@@ -235,7 +313,7 @@ proptest! {
         let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, [sum, min, max, last]))| {
             (slot, Agg { count, sum, min, max, last })
         }).collect();
-        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots, 60)).unwrap(), &slots));
     }
 
     #[test]
@@ -246,7 +324,36 @@ proptest! {
         let power = 10f64.powi(i32::from(scale));
         let points: BTreeMap<i64, f64> = raw.into_iter().map(|(t, m)| (t, m as f64 / power)).collect();
         let slots = minute_slots(&points);
-        prop_assert!(same_slots(&decoded(&encode_slots(&slots)).unwrap(), &slots));
+        prop_assert!(same_slots(&decoded(&encode_slots(&slots, 60)).unwrap(), &slots));
+    }
+
+    #[test]
+    fn range_reads_are_whole_reads_filtered(
+        raw in proptest::collection::btree_map(0u32..3000, (1u64..100, -1e6f64..1e6), 0..300),
+        first in 0u32..3100,
+        len in 0u32..1500,
+        decimals in any::<bool>(),
+    ) {
+        let slots: BTreeMap<u32, Agg> = raw.into_iter().map(|(slot, (count, v))| {
+            let v = if decimals { (v * 10.0).round() / 10.0 } else { v };
+            (slot, Agg { count, sum: v * count as f64, min: v - 1.0, max: v + 1.0, last: v })
+        }).collect();
+        let wanted = first..=first.saturating_add(len);
+        for bytes in [
+            encode_slots(&slots, 60),
+            encode_slots_v1(&slots),
+            encode_slots_v2_or_v3(&slots, None),
+            encode_slots_v2_or_v3(&slots, Some(60)),
+        ] {
+            let read = decode_slots_in(&bytes, wanted.clone()).unwrap();
+            let expected: Vec<(u32, Agg)> = decode_slots(&bytes)
+                .unwrap()
+                .into_iter()
+                .filter(|(slot, _)| wanted.contains(slot))
+                .collect();
+            prop_assert_eq!(read.len(), expected.len());
+            prop_assert!(read.iter().zip(&expected).all(|(l, r)| l.0 == r.0 && same_agg(&l.1, &r.1)));
+        }
     }
 
     #[test]
@@ -256,6 +363,10 @@ proptest! {
         let mut tagged = bytes.clone();
         tagged.insert(0, SLOTS_V2);
         let _ = decode_slots(&tagged);
+        let _ = decode_slots_in(&tagged, 3..=70);
+        tagged[0] = SLOTS_V3;
+        let _ = decode_slots(&tagged);
+        let _ = decode_slots_in(&tagged, start as u32..=(start as u32).saturating_add(100));
         tagged[0] = POINTS_V2;
         let _ = decode_points(start, &tagged);
     }
