@@ -346,22 +346,20 @@ async fn load_entities(client: &Client, args: &QueryArgs, now: i64) -> Result<()
 }
 
 async fn load_series(client: &Client, args: &QueryArgs, day: i64) -> Result<()> {
+    // Each point is the host's level plus where the point falls in its day: values that vary.
+    let history = (0..i64::from(args.history_days) * 48)
+        .rev()
+        .map(|half_hour| {
+            (
+                day - (half_hour + 1) * 30 * MINUTE,
+                (half_hour % 48) as f64 / 48.0,
+            )
+        });
+    let today = (0..1440i64).map(|minute| (day + minute * MINUTE, minute as f64 / 1440.0));
     let mut batch = Vec::with_capacity(10_000);
-    let history = i64::from(args.history_days) * 48;
-    for half_hour in (0..history).rev() {
-        let at = day - (half_hour + 1) * 30 * MINUTE;
+    for (at, shape) in history.chain(today) {
         for host in 0..args.series {
-            batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": at, "value": f64::from(host % 100) + (half_hour % 48) as f64 / 48.0}));
-            if batch.len() >= 10_000 {
-                client
-                    .post("/v1/metrics", &Value::from(std::mem::take(&mut batch)))
-                    .await?;
-            }
-        }
-    }
-    for minute in 0..1440i64 {
-        for host in 0..args.series {
-            batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": day + minute * MINUTE, "value": f64::from(host % 100) + minute as f64 / 1440.0}));
+            batch.push(json!({"name": "cpu", "host": format!("h{host}"), "timestamp": at, "value": f64::from(host % 100) + shape}));
             if batch.len() >= 10_000 {
                 client
                     .post("/v1/metrics", &Value::from(std::mem::take(&mut batch)))

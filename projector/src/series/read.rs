@@ -255,12 +255,11 @@ fn add_points(ask: &RangeAsk<'_>, page: &Page, points: &mut Vec<SeriesPoint>) ->
             };
             let decoded = codec::decode_slots_in(bytes, wanted)
                 .map_err(|detail| Error::corrupt(key, detail))?;
+            // `slots_within` bounded the slots to the range: no filter by time here.
             points.extend(
                 decoded
                     .into_iter()
-                    .map(|(slot, agg)| (start + i64::from(slot) * slot_span, agg))
-                    .filter(|(t, _)| covered.contains(t))
-                    .map(|(t, agg)| SeriesPoint::new(t, agg)),
+                    .map(|(slot, agg)| SeriesPoint::new(start + i64::from(slot) * slot_span, agg)),
             );
         }
     }
@@ -268,7 +267,8 @@ fn add_points(ask: &RangeAsk<'_>, page: &Page, points: &mut Vec<SeriesPoint>) ->
 }
 
 /// The indexes of the slots of an item starting at `start` that `ask` covers (slot `i` starts at
-/// `start + i * slot_span`), or `None` when it covers none.
+/// `start + i * slot_span`), or `None` when it covers none. Exact, so readers keep every slot it
+/// returns without checking its time again.
 fn slots_within(
     start: i64,
     slot_span: i64,
@@ -280,8 +280,10 @@ fn slots_within(
     let offset = ask.from.saturating_sub(start).max(0);
     let first = offset / slot_span + i64::from(offset % slot_span != 0);
     let last = ask.to.saturating_sub(start) / slot_span;
-    let clamp = |index: i64| u32::try_from(index.min(i64::from(u32::MAX))).unwrap_or(u32::MAX);
-    (first <= last).then(|| clamp(first)..=clamp(last))
+    let first = u32::try_from(first).ok()?;
+    // Past the last index a slot can have, every slot ends before `ask.to`.
+    let last = u32::try_from(last.min(i64::from(u32::MAX))).ok()?;
+    (first <= last).then_some(first..=last)
 }
 
 /// A page of a tenant's series keys, in key order.
@@ -362,6 +364,11 @@ mod tests {
             within(0, 0, i64::MAX),
             Some(0..=u32::MAX),
             "clamped to the indexes a slot can have"
+        );
+        assert_eq!(
+            within(0, (1 << 32) * MINUTE, i64::MAX),
+            None,
+            "starts past the last index a slot can have"
         );
     }
 }

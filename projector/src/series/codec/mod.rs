@@ -532,16 +532,7 @@ fn decode_slots_v2_or_v3(
     let span = u64::from(last.saturating_sub(first)) + 1;
     let mut slots = Vec::with_capacity(count.min(span) as usize);
     if !blocked {
-        let mut chain = Chain::default();
-        for slot in indexes {
-            if slot > last {
-                break;
-            }
-            let agg = decode_slot(reader, power, &mut chain)?;
-            if slot >= first {
-                slots.push((slot, agg));
-            }
-        }
+        decode_run(reader, power, &indexes, &wanted, &mut slots)?;
         return Ok(slots);
     }
     let block_len = match reader.varint()? {
@@ -569,18 +560,35 @@ fn decode_slots_v2_or_v3(
         if block_slots.last().is_some_and(|&slot| slot < first) {
             continue;
         }
-        let mut chain = Chain::default();
-        for &slot in block_slots {
-            let agg = decode_slot(&mut block, power, &mut chain)?;
-            if wanted.contains(&slot) {
-                slots.push((slot, agg));
-            }
-        }
-        if !block.bytes.is_empty() {
+        let whole = decode_run(&mut block, power, block_slots, &wanted, &mut slots)?;
+        if whole && !block.bytes.is_empty() {
             return Err("trailing bytes in a slot block".into());
         }
     }
     Ok(slots)
+}
+
+/// Decodes one run of slots coded as one chain (a v2 item, or one v3 block) into `out`,
+/// keeping those in `wanted`, and stops at the first slot past it. Returns whether it decoded
+/// the whole run: only then can the caller tell trailing bytes from slots it did not read.
+fn decode_run(
+    reader: &mut Reader<'_>,
+    power: Option<f64>,
+    run: &[u32],
+    wanted: &std::ops::RangeInclusive<u32>,
+    out: &mut Vec<(u32, Agg)>,
+) -> Result<bool, String> {
+    let mut chain = Chain::default();
+    for &slot in run {
+        if slot > *wanted.end() {
+            return Ok(false);
+        }
+        let agg = decode_slot(reader, power, &mut chain)?;
+        if slot >= *wanted.start() {
+            out.push((slot, agg));
+        }
+    }
+    Ok(true)
 }
 
 /// One slot's header and numbers (v2 and v3). Inlined: as a call it returned each slot
