@@ -207,6 +207,45 @@ async fn read_models_answer_exact_values() {
         360 + 1 + 7,
         "archive applied every stored event once"
     );
+
+    // The freshness an answer carries moves with the projector, and what it says is applied
+    // is in the answer's data (it is read before the data, and kept only while no write lands).
+    let applied_of = |body: &Value| -> u64 {
+        body["freshness"]["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .map(|shard| shard["events_applied"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let (_, before) = get_json(&shoal, "/v1/entities/acme?window_days=2", &read).await;
+    let (_, again) = get_json(&shoal, "/v1/entities/acme?window_days=2", &read).await;
+    assert_eq!(
+        before["freshness"], again["freshness"],
+        "nothing was written"
+    );
+    post(
+        &shoal,
+        "/v1/events",
+        &write,
+        json!([{"name": "export", "entity": "acme", "timestamp": t(500)}]),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get_json(&shoal, "/v1/entities/acme?window_days=2", &read).await;
+        if applied_of(&body) > applied_of(&before) {
+            assert_eq!(applied_of(&body), applied_of(&before) + 1, "{body}");
+            assert_eq!(body["events"], 6, "applied, so in the data: {body}");
+            assert_eq!(body["event_counts"]["export"], 2, "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the freshness did not move after an event: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -2,11 +2,13 @@
 
 use crate::{Error, Result};
 use axum::http::{HeaderMap, header};
+use shoal_projector::Freshness;
 use shoal_projector::StatusSource;
 use shoal_projector::scores::manager::RulesManager;
 use shoal_storage::tenants::{KeyKind, TenantStore};
 use shoal_storage::{EventLog, Table};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub struct QueryState {
     pub(crate) tables: Arc<dyn Table>,
@@ -19,6 +21,15 @@ pub struct QueryState {
     pub(crate) search: Option<Arc<shoal_search::SearchIndex>>,
     /// Rules and scores (the routes answer 404 without it).
     pub(crate) rules: Option<RulesManager>,
+    /// The last freshness read per projection name (`routes::freshness_of`).
+    pub(crate) freshness: Mutex<HashMap<String, KeptFreshness>>,
+}
+
+/// A projection's freshness as read at `version` when the tables' commit count was `commits`.
+pub(crate) struct KeptFreshness {
+    pub(crate) version: u32,
+    pub(crate) commits: u64,
+    pub(crate) freshness: Arc<Freshness>,
 }
 
 impl QueryState {
@@ -30,6 +41,7 @@ impl QueryState {
             log: None,
             search: None,
             rules: None,
+            freshness: Mutex::default(),
         }
     }
 

@@ -380,4 +380,14 @@ pub trait Table: Send + Sync {
 
     /// The largest transaction the backend takes (DynamoDB: 100).
     fn max_transact_ops(&self) -> usize;
+
+    /// A count that moves whenever writes commit, when the backend can tell; `None` (the
+    /// default, and DynamoDB's) when writes may come from elsewhere. A commit is counted once
+    /// it is visible and before its writers are answered, so what was derived from reads made
+    /// after seeing count `n` misses nothing counted by `n`; while the count still reads `n`,
+    /// it lags at most the commits visible but not yet counted. A reader can keep such a
+    /// derived value as a lower bound (a projection's checkpoints) until the count moves.
+    fn commit_count(&self) -> Option<u64> {
+        None
+    }
 }

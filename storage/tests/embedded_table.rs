@@ -196,6 +196,58 @@ async fn clones_share_one_database() {
     );
 }
 
+/// The commit count moves with every kind of write, before the writer is answered, and not
+/// with reads: what a reader keeps while it stands still (a projection's freshness) is never
+/// older than a write already answered.
+#[tokio::test]
+async fn the_commit_count_moves_with_writes_only() {
+    let (table, _dir) = embedded();
+    let key = Key::new("p", "s");
+    let mut last = table
+        .commit_count()
+        .expect("the embedded tables count commits");
+    let mut moved = |table: &Arc<dyn Table>, what: &str| {
+        let now = table.commit_count().expect("count");
+        assert!(
+            now > last,
+            "{what} did not move the count ({last} -> {now})"
+        );
+        last = now;
+    };
+    table
+        .write(
+            TableName::Views,
+            vec![WriteOp::Put {
+                key: key.clone(),
+                item: counter(1.0),
+            }],
+        )
+        .await
+        .expect("write");
+    moved(&table, "write");
+    table
+        .update(TableName::Views, Update::new(key.clone()).add("count", 1.0))
+        .await
+        .expect("update");
+    moved(&table, "update");
+    let put = shoal_storage::TransactOp::Put {
+        table: TableName::Views,
+        key: key.clone(),
+        item: counter(5.0),
+        condition: None,
+    };
+    table.transact_relaxed(vec![put]).await.expect("transact");
+    moved(&table, "relaxed transact");
+    let before = table.commit_count();
+    table.get(TableName::Views, &key).await.expect("get");
+    table
+        .query(TableName::Views, &Query::partition("p"))
+        .await
+        .expect("query");
+    assert_eq!(table.commit_count(), before, "reads moved the count");
+    assert_eq!(MemoryTables::new().commit_count(), None);
+}
+
 /// Set in the child process of `a_crash_undoes_only_a_suffix_of_relaxed_commits`: the tables'
 /// path it writes to before it aborts.
 const CRASH_CHILD: &str = "SHOAL_TEST_RELAXED_CRASH_CHILD";

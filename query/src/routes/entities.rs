@@ -12,8 +12,11 @@ use crate::{Error, QueryState, Result};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shoal_projector::Freshness;
 use shoal_projector::archive::{self, Archive};
 use shoal_projector::entities::{self, Entities, EventCountFilter, ListQuery, SortOrder};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const DAY: i64 = 86_400_000;
@@ -50,6 +53,7 @@ pub async fn get_one(
     params.only(&["window_days"], &[])?;
     let days = window_days(&params)?;
     let tables = state.tables.as_ref();
+    let freshness = freshness_of(&state, &Entities).await?;
     let Some(view) = entities::get(tables, &tenant, &id).await? else {
         return Err(Error::NotFound {
             param: "id".into(),
@@ -58,14 +62,25 @@ pub async fn get_one(
     };
     let (from, to) = window(days);
     let counts = entities::event_counts(tables, &tenant, &id, from, to).await?;
-    let mut body = serde_json::to_value(&view).map_err(|error| {
-        Error::Projector(shoal_projector::Error::InvalidArgument(error.to_string()))
-    })?;
-    body["window_days"] = days.into();
-    body["event_counts"] = serde_json::to_value(counts).unwrap_or_default();
-    body["freshness"] =
-        serde_json::to_value(freshness_of(&state, &Entities).await?).unwrap_or_default();
-    Ok(axum::Json(body).into_response())
+    // Serialized straight from borrowed parts: a `serde_json::Value` built first, then
+    // written, cost a tenth of the request's CPU.
+    Ok(axum::Json(EntityBody {
+        view: &view,
+        window_days: days,
+        event_counts: &counts,
+        freshness: &freshness,
+    })
+    .into_response())
+}
+
+/// `GET /v1/entities/{id}`'s answer: the entity's aggregates, then the window's counts.
+#[derive(Serialize)]
+struct EntityBody<'a> {
+    #[serde(flatten)]
+    view: &'a entities::EntityView,
+    window_days: i64,
+    event_counts: &'a BTreeMap<String, u64>,
+    freshness: &'a Freshness,
 }
 
 /// A trait value from the query string: JSON when it parses (`10`, `true`, `"10"`), else the
@@ -160,6 +175,7 @@ pub async fn list(
         limit: params.limit(50, 1000)?,
         ..ListQuery::default()
     };
+    let freshness = freshness_of(&state, &Entities).await?;
     let page = match entities::list(state.tables.as_ref(), &tenant, &request).await {
         Err(shoal_projector::Error::InvalidArgument(what)) if what == "cursor" => {
             return Err(bad_cursor());
@@ -169,7 +185,7 @@ pub async fn list(
     Ok(axum::Json(serde_json::json!({
         "entities": page.entities,
         "next": encode_cursor(page.next),
-        "freshness": freshness_of(&state, &Entities).await?,
+        "freshness": &*freshness,
     }))
     .into_response())
 }
@@ -188,6 +204,7 @@ pub async fn events(
     ordered(from, to)?;
     let limit = params.limit(100, 1000)?;
     let cursor = params.cursor()?;
+    let freshness = freshness_of(&state, &Archive::default()).await?;
     let page = match archive::events(
         state.tables.as_ref(),
         state.log.as_deref(),
@@ -209,7 +226,7 @@ pub async fn events(
         "entity": id,
         "events": page.events,
         "next": encode_cursor(page.next),
-        "freshness": freshness_of(&state, &Archive::default()).await?,
+        "freshness": &*freshness,
     }))
     .into_response())
 }

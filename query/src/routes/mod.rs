@@ -8,6 +8,7 @@ mod scores;
 mod search;
 mod series;
 
+use crate::state::KeptFreshness;
 use crate::{QueryState, Result};
 use axum::Router;
 use axum::routing::get;
@@ -52,12 +53,39 @@ pub fn router(state: Arc<QueryState>) -> Router {
         .with_state(state)
 }
 
-/// How far `projection` has applied the log.
-async fn freshness_of(state: &QueryState, projection: &dyn Projection) -> Result<Freshness> {
-    Ok(shoal_projector::freshness(
-        state.tables.as_ref(),
-        projection.name(),
-        projection.version(),
-    )
-    .await?)
+/// How far `projection` has applied the log. Routes read it before their data: a checkpoint
+/// commits with the items it covers and only moves forward, so data read afterwards is at
+/// least as fresh as the answer says (read after, a flush landing in between would make the
+/// answer claim more than its data holds).
+///
+/// Kept while the tables' commit count stands still (`Table::commit_count`): reading and
+/// decoding every shard's checkpoint was a tenth of an entity lookup's CPU, and at rest
+/// nothing changes them.
+async fn freshness_of(state: &QueryState, projection: &dyn Projection) -> Result<Arc<Freshness>> {
+    let (name, version) = (projection.name(), projection.version());
+    let commits = state.tables.commit_count();
+    if let Some(commits) = commits
+        && let Some(kept) = lock(&state.freshness)
+            .get(name)
+            .filter(|kept| (kept.version, kept.commits) == (version, commits))
+    {
+        return Ok(Arc::clone(&kept.freshness));
+    }
+    let read = Arc::new(shoal_projector::freshness(state.tables.as_ref(), name, version).await?);
+    if let Some(commits) = commits {
+        let kept = KeptFreshness {
+            version,
+            commits,
+            freshness: Arc::clone(&read),
+        };
+        lock(&state.freshness).insert(name.to_owned(), kept);
+    }
+    Ok(read)
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Holders only look up or replace an entry: a panic cannot leave it half-changed.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

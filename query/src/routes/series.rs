@@ -416,6 +416,8 @@ pub async fn get_series(
         agg,
         resolution,
     };
+    // Before the data: see `freshness_of`.
+    let freshness = freshness_of(&state, &series::Series).await?;
     let mut out = read_all(&state.tables, &tenant, keys, plan).await?;
     if let Some(how) = combine_how {
         let points = combine(&out, how);
@@ -427,10 +429,9 @@ pub async fn get_series(
             points,
         }];
     }
-    let freshness = freshness_of(&state, &series::Series).await?;
     let answer = Answer {
         agg,
-        freshness: serde_json::to_value(freshness).unwrap_or_default(),
+        freshness: serde_json::to_value(&*freshness).unwrap_or_default(),
         from,
         resolution,
         series: out,

@@ -155,6 +155,11 @@ fn lead_commits(database: &Weak<Inner>, queue: &Mutex<Queue>) {
             return;
         };
         let answers = commit_group(&inner, group, durability);
+        // Counted once the group is visible, and before any writer of it is answered
+        // (`Table::commit_count`).
+        inner
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         drop(inner);
         for (answer, outcome) in answers {
             // A caller that went away no longer needs its answer.

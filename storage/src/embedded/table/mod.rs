@@ -86,6 +86,8 @@ struct Inner {
     queue: Arc<std::sync::Mutex<commit::Queue>>,
     /// Wakes the committer thread to lead (`commit`).
     committer: std::sync::mpsc::Sender<()>,
+    /// Groups committed (or tried) so far: [`Table::commit_count`].
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedTables {
@@ -120,6 +122,7 @@ impl EmbeddedTables {
             path: path.to_owned(),
             queue: Default::default(),
             committer,
+            commits: Default::default(),
         });
         commit::start_committer(Arc::downgrade(&inner), Arc::clone(&inner.queue), wakes)?;
         Ok(EmbeddedTables { inner })
@@ -496,6 +499,14 @@ impl Table for EmbeddedTables {
     }
 
     /// Unlimited: one redb transaction takes any number of ops (DynamoDB: 100).
+    fn commit_count(&self) -> Option<u64> {
+        Some(
+            self.inner
+                .commits
+                .load(std::sync::atomic::Ordering::Acquire),
+        )
+    }
+
     fn max_transact_ops(&self) -> usize {
         usize::MAX
     }
