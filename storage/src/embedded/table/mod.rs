@@ -498,7 +498,6 @@ impl Table for EmbeddedTables {
             .map(|_| ())
     }
 
-    /// Unlimited: one redb transaction takes any number of ops (DynamoDB: 100).
     fn commit_count(&self) -> Option<u64> {
         Some(
             self.inner
@@ -507,6 +506,7 @@ impl Table for EmbeddedTables {
         )
     }
 
+    /// Unlimited: one redb transaction takes any number of ops (DynamoDB: 100).
     fn max_transact_ops(&self) -> usize {
         usize::MAX
     }
