@@ -8,7 +8,9 @@
 //!   `data` attribute, the whole stored item (as the embedded backend encodes it) and the key;
 //! - redb's own view (`DatabaseStats`): bytes in leaf entries, branch metadata, fragmentation,
 //!   allocated pages;
-//! - the file's size, then again after `Database::compact()`.
+//! - the file's length and what it takes on disk (allocated blocks: redb grows its file by
+//!   doubling with `set_len`, so its tail is a hole until written), then both again after
+//!   `Database::compact()`.
 //!
 //! `--flush-every N` catches up after every N appended points instead of once at the end, as a
 //! live server does (each flush rewrites the day's rollup items), to show what the rewrites
@@ -245,16 +247,24 @@ pub fn run(args: &SeriesBytesArgs) -> Result<()> {
         total.keys as f64 / count,
         (total.stored + total.keys) as f64 / count
     );
-    let before = std::fs::metadata(&table_path)?.len();
-    println!("  file {:.2} B/point ({before} B)", before as f64 / count);
+    let before = std::fs::metadata(&table_path)?;
+    println!(
+        "  file {:.2} B/point ({} B); on disk {:.2} B/point ({} B)",
+        before.len() as f64 / count,
+        before.len(),
+        crate::procfs::file_disk_bytes(&before) as f64 / count,
+        crate::procfs::file_disk_bytes(&before)
+    );
     redb_stats(&table_path, count)?;
     let mut db = redb::Database::open(&table_path)?;
     while db.compact().context("compacting")? {}
     drop(db);
-    let after = std::fs::metadata(&table_path)?.len();
+    let after = std::fs::metadata(&table_path)?;
     println!(
-        "  after compact(): file {:.2} B/point ({after} B)",
-        after as f64 / count
+        "  after compact(): file {:.2} B/point ({} B); on disk {:.2} B/point",
+        after.len() as f64 / count,
+        after.len(),
+        crate::procfs::file_disk_bytes(&after) as f64 / count
     );
     redb_stats(&table_path, count)?;
     Ok(())

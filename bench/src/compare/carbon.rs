@@ -185,12 +185,17 @@ async fn measure(
         round,
         points / on_disk,
     );
-    let bytes = procfs::dir_bytes(whisper)?;
     figures.record(
         Figure::BytesPerPoint,
         System::Carbon,
         round,
-        bytes as f64 / points,
+        procfs::dir_disk_bytes(whisper)? as f64 / points,
+    );
+    figures.record(
+        Figure::SeriesLengthPerPoint,
+        System::Carbon,
+        round,
+        procfs::dir_bytes(whisper)? as f64 / points,
     );
     println!(
         "carbon: {} points sent in {sent:.1} s ({:.0}/s, unacknowledged), in whisper after {on_disk:.1} s ({:.0}/s)",

@@ -74,12 +74,13 @@ pub enum Figure {
     BytesPerEvent,
     LogBytesPerPoint,
     BytesPerPoint,
+    SeriesLengthPerPoint,
     PeakRss,
     OtherCores,
 }
 
 impl Figure {
-    const ALL: [Figure; 27] = [
+    const ALL: [Figure; 28] = [
         Figure::IngestEvents,
         Figure::IngestPoints,
         Figure::IngestSingle,
@@ -105,6 +106,7 @@ impl Figure {
         Figure::BytesPerEvent,
         Figure::LogBytesPerPoint,
         Figure::BytesPerPoint,
+        Figure::SeriesLengthPerPoint,
         Figure::PeakRss,
         Figure::OtherCores,
     ];
@@ -142,7 +144,14 @@ impl Figure {
             Figure::FreshP99 => ("ingest→queryable p99 (series point)", "ms"),
             Figure::BytesPerEvent => ("bytes on disk per event", "B"),
             Figure::LogBytesPerPoint => ("log bytes per point", "B"),
-            Figure::BytesPerPoint => ("series bytes on disk per point", "B"),
+            Figure::BytesPerPoint => (
+                "series bytes on disk per point (allocated blocks, as du counts them)",
+                "B",
+            ),
+            Figure::SeriesLengthPerPoint => (
+                "series files' length per point (a sparse file's holes included)",
+                "B",
+            ),
             Figure::PeakRss => ("peak RSS", "MB"),
             Figure::OtherCores => ("cores busy with other work (noise)", "cores"),
         }

@@ -173,12 +173,16 @@ pub async fn round(
         round,
         event_bytes as f64 / event_count,
     );
-    figures.record(
-        Figure::BytesPerPoint,
-        System::Postgres,
-        round,
-        point_bytes as f64 / data.points.len() as f64,
-    );
+    // Relation files are written, not sparse: their size is both what the disk holds and the
+    // files' length.
+    for figure in [Figure::BytesPerPoint, Figure::SeriesLengthPerPoint] {
+        figures.record(
+            figure,
+            System::Postgres,
+            round,
+            point_bytes as f64 / data.points.len() as f64,
+        );
+    }
 
     queries(args, &client, data, round, figures).await?;
     Ok(server_cpu(args).saturating_sub(cpu_before))

@@ -427,12 +427,21 @@ async fn reproject(
         vec![Arc::new(shoal_projector::series::Series)];
     shoal_projector::catch_up(log.clone(), series_tables.clone(), &series, &config).await?;
     drop(series_tables);
-    let bytes = std::fs::metadata(&series_path)?.len();
+    // redb grows its file by doubling (below its 4 GiB region) with `set_len`, so the length
+    // counts holes never written; the allocated blocks are what the disk holds.
+    let file = std::fs::metadata(&series_path)?;
+    let points = data.points.len() as f64;
     figures.record(
         Figure::BytesPerPoint,
         System::Shoal,
         round,
-        bytes as f64 / data.points.len() as f64,
+        procfs::file_disk_bytes(&file) as f64 / points,
+    );
+    figures.record(
+        Figure::SeriesLengthPerPoint,
+        System::Shoal,
+        round,
+        file.len() as f64 / points,
     );
     drop(log);
     embedded.shutdown().await;

@@ -64,12 +64,19 @@ pub async fn round(
     }
     peer.stop(Duration::from_secs(30))?;
     outcome?;
-    let bytes = procfs::dir_bytes(&peer.path().join("data"))?;
+    let stored = peer.path().join("data");
+    let points = data.points.len() as f64;
     figures.record(
         Figure::BytesPerPoint,
         System::Victoria,
         round,
-        bytes as f64 / data.points.len() as f64,
+        procfs::dir_disk_bytes(&stored)? as f64 / points,
+    );
+    figures.record(
+        Figure::SeriesLengthPerPoint,
+        System::Victoria,
+        round,
+        procfs::dir_bytes(&stored)? as f64 / points,
     );
     Ok(cpu)
 }
