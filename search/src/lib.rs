@@ -20,6 +20,7 @@
 mod batch;
 mod document;
 mod error;
+mod filter;
 mod history;
 mod index;
 mod indexer;
