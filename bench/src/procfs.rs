@@ -68,33 +68,44 @@ pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
 
 /// Apparent size (sum of file lengths) of everything under `dir`.
 pub fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
-    dir_sum(dir, &|metadata| metadata.len())
+    Ok(dir_sizes(dir)?.length)
 }
 
-/// What everything under `dir` takes on disk, as `du` counts it: allocated blocks. It differs
-/// from [`dir_bytes`] for sparse files (a redb file grows by `set_len`, doubling, ahead of the
-/// pages it writes) and for files shorter than a block.
-pub fn dir_disk_bytes(dir: &Path) -> std::io::Result<u64> {
-    dir_sum(dir, &file_disk_bytes)
+/// What files hold: their length, and what they take on disk as `du` counts it (allocated
+/// blocks). The two differ for sparse files (a redb file grows by `set_len`, doubling, ahead
+/// of the pages it writes) and for files shorter than a block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub length: u64,
+    pub disk: u64,
 }
 
-/// The bytes one file takes on disk: its allocated blocks, not its length.
-pub fn file_disk_bytes(metadata: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    // `st_blocks` counts 512-byte units whatever the file system's block size.
-    metadata.blocks() * 512
+impl Sizes {
+    pub fn of(metadata: &std::fs::Metadata) -> Sizes {
+        use std::os::unix::fs::MetadataExt;
+        Sizes {
+            length: metadata.len(),
+            // `st_blocks` counts 512-byte units whatever the file system's block size.
+            disk: metadata.blocks() * 512,
+        }
+    }
 }
 
-fn dir_sum(dir: &Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> std::io::Result<u64> {
-    let mut total = 0;
+/// [`Sizes`] summed over everything under `dir`, in one walk.
+pub fn dir_sizes(dir: &Path) -> std::io::Result<Sizes> {
+    let mut total = Sizes::default();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += dir_sum(&entry.path(), size)?;
+        let sizes = if kind.is_dir() {
+            dir_sizes(&entry.path())?
         } else if kind.is_file() {
-            total += size(&entry.metadata()?);
-        }
+            Sizes::of(&entry.metadata()?)
+        } else {
+            continue;
+        };
+        total.length += sizes.length;
+        total.disk += sizes.disk;
     }
     Ok(total)
 }
@@ -165,10 +176,10 @@ mod tests {
         std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
         assert_eq!(dir_bytes(dir.path()).unwrap(), 15);
         // Two files with data take at least a block each; a sparse one only what was written.
-        assert!(dir_disk_bytes(dir.path()).unwrap() >= 1024);
+        assert!(dir_sizes(dir.path()).unwrap().disk >= 1024);
         let sparse = std::fs::File::create(dir.path().join("sparse")).unwrap();
         sparse.set_len(64 << 20).unwrap();
         assert_eq!(dir_bytes(dir.path()).unwrap(), 15 + (64 << 20));
-        assert!(dir_disk_bytes(dir.path()).unwrap() < 1 << 20);
+        assert!(dir_sizes(dir.path()).unwrap().disk < 1 << 20);
     }
 }

@@ -18,6 +18,7 @@
 //! table file is measured.
 
 use crate::dataset::{Dataset, DatasetSpec};
+use crate::procfs::Sizes;
 use anyhow::{Context, Result};
 use clap::Args;
 use shoal_schemas::{Event, EventKind};
@@ -247,24 +248,24 @@ pub fn run(args: &SeriesBytesArgs) -> Result<()> {
         total.keys as f64 / count,
         (total.stored + total.keys) as f64 / count
     );
-    let before = std::fs::metadata(&table_path)?;
+    let before = Sizes::of(&std::fs::metadata(&table_path)?);
     println!(
         "  file {:.2} B/point ({} B); on disk {:.2} B/point ({} B)",
-        before.len() as f64 / count,
-        before.len(),
-        crate::procfs::file_disk_bytes(&before) as f64 / count,
-        crate::procfs::file_disk_bytes(&before)
+        before.length as f64 / count,
+        before.length,
+        before.disk as f64 / count,
+        before.disk
     );
     redb_stats(&table_path, count)?;
     let mut db = redb::Database::open(&table_path)?;
     while db.compact().context("compacting")? {}
     drop(db);
-    let after = std::fs::metadata(&table_path)?;
+    let after = Sizes::of(&std::fs::metadata(&table_path)?);
     println!(
         "  after compact(): file {:.2} B/point ({} B); on disk {:.2} B/point",
-        after.len() as f64 / count,
-        after.len(),
-        crate::procfs::file_disk_bytes(&after) as f64 / count
+        after.length as f64 / count,
+        after.length,
+        after.disk as f64 / count
     );
     redb_stats(&table_path, count)?;
     Ok(())

@@ -6,6 +6,7 @@ mod aws_common;
 
 use shoal_schemas::{Event, EventKind, Position, ShardId};
 use shoal_storage::aws::{Fault, KinesisLog, Operation, RetryPolicy};
+use shoal_storage::conformance::log::stored_positions;
 use shoal_storage::{AppendOutcome, Error, EventLog};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -48,16 +49,6 @@ fn noise(seed: u64, len: usize) -> String {
 
 fn tenant() -> String {
     format!("fault-{}", Uuid::new_v4().simple())
-}
-
-fn positions(outcomes: &[AppendOutcome]) -> Vec<Position> {
-    outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            AppendOutcome::Stored(position) => position.clone(),
-            AppendOutcome::Duplicate => panic!("unexpected duplicate"),
-        })
-        .collect()
 }
 
 /// Every event of `tenant` in the log, per shard in read order, waiting up to 30 s for at
@@ -142,7 +133,7 @@ async fn throttled_put_records_calls_are_retried() {
         .append(events.clone())
         .await
         .expect("append after retries");
-    assert_eq!(positions(&outcomes).len(), 60);
+    assert_eq!(stored_positions(&outcomes).len(), 60);
     assert_eq!(
         clients.faults().calls(Operation::PutRecords),
         5,
@@ -176,7 +167,7 @@ async fn partial_record_failures_are_retried_without_loss_or_reordering() {
         .append(events.clone())
         .await
         .expect("append after partial failures");
-    let appended_at = positions(&outcomes);
+    let appended_at = stored_positions(&outcomes);
     assert_eq!(clients.faults().pending(Operation::PutRecords), 0);
     assert!(clients.faults().calls(Operation::PutRecords) >= 5);
     let reads = read_tenant(&log, &tenant, events.len()).await;
@@ -258,7 +249,7 @@ async fn a_non_retryable_put_error_surfaces_at_once_and_releases_the_claims() {
     );
     // The claims were released: the same events go through at once, not as duplicates.
     let outcomes = log.append(events.clone()).await.expect("append");
-    assert_eq!(positions(&outcomes).len(), 5);
+    assert_eq!(stored_positions(&outcomes).len(), 5);
     assert_once_in_order(&read_tenant(&log, &tenant, 5).await, &events);
 }
 

@@ -185,17 +185,11 @@ async fn measure(
         round,
         points / on_disk,
     );
-    figures.record(
-        Figure::BytesPerPoint,
+    figures.series_sizes(
         System::Carbon,
         round,
-        procfs::dir_disk_bytes(whisper)? as f64 / points,
-    );
-    figures.record(
-        Figure::SeriesLengthPerPoint,
-        System::Carbon,
-        round,
-        procfs::dir_bytes(whisper)? as f64 / points,
+        procfs::dir_sizes(whisper)?,
+        data.points.len(),
     );
     println!(
         "carbon: {} points sent in {sent:.1} s ({:.0}/s, unacknowledged), in whisper after {on_disk:.1} s ({:.0}/s)",

@@ -213,6 +213,29 @@ impl Figures {
         }
     }
 
+    /// The series files of `system`: what they take on disk and their length, per point.
+    pub fn series_sizes(
+        &mut self,
+        system: System,
+        round: u32,
+        sizes: crate::procfs::Sizes,
+        points: usize,
+    ) {
+        let points = points as f64;
+        self.record(
+            Figure::BytesPerPoint,
+            system,
+            round,
+            sizes.disk as f64 / points,
+        );
+        self.record(
+            Figure::SeriesLengthPerPoint,
+            system,
+            round,
+            sizes.length as f64 / points,
+        );
+    }
+
     pub fn latency(
         &mut self,
         p50: Figure,

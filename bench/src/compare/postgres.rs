@@ -175,14 +175,16 @@ pub async fn round(
     );
     // Relation files are written, not sparse: their size is both what the disk holds and the
     // files' length.
-    for figure in [Figure::BytesPerPoint, Figure::SeriesLengthPerPoint] {
-        figures.record(
-            figure,
-            System::Postgres,
-            round,
-            point_bytes as f64 / data.points.len() as f64,
-        );
-    }
+    let point_bytes = point_bytes as u64;
+    figures.series_sizes(
+        System::Postgres,
+        round,
+        crate::procfs::Sizes {
+            length: point_bytes,
+            disk: point_bytes,
+        },
+        data.points.len(),
+    );
 
     queries(args, &client, data, round, figures).await?;
     Ok(server_cpu(args).saturating_sub(cpu_before))

@@ -429,19 +429,11 @@ async fn reproject(
     drop(series_tables);
     // redb grows its file by doubling (below its 4 GiB region) with `set_len`, so the length
     // counts holes never written; the allocated blocks are what the disk holds.
-    let file = std::fs::metadata(&series_path)?;
-    let points = data.points.len() as f64;
-    figures.record(
-        Figure::BytesPerPoint,
+    figures.series_sizes(
         System::Shoal,
         round,
-        procfs::file_disk_bytes(&file) as f64 / points,
-    );
-    figures.record(
-        Figure::SeriesLengthPerPoint,
-        System::Shoal,
-        round,
-        file.len() as f64 / points,
+        procfs::Sizes::of(&std::fs::metadata(&series_path)?),
+        data.points.len(),
     );
     drop(log);
     embedded.shutdown().await;

@@ -64,19 +64,11 @@ pub async fn round(
     }
     peer.stop(Duration::from_secs(30))?;
     outcome?;
-    let stored = peer.path().join("data");
-    let points = data.points.len() as f64;
-    figures.record(
-        Figure::BytesPerPoint,
+    figures.series_sizes(
         System::Victoria,
         round,
-        procfs::dir_disk_bytes(&stored)? as f64 / points,
-    );
-    figures.record(
-        Figure::SeriesLengthPerPoint,
-        System::Victoria,
-        round,
-        procfs::dir_bytes(&stored)? as f64 / points,
+        procfs::dir_sizes(&peer.path().join("data"))?,
+        data.points.len(),
     );
     Ok(cpu)
 }

@@ -131,11 +131,15 @@ pub(crate) async fn append(log: &dyn EventLog, events: Vec<Event>) -> Vec<Append
 
 /// The positions of an append every event of which must be stored.
 pub(crate) async fn append_stored(log: &dyn EventLog, events: Vec<Event>) -> Vec<Position> {
-    append(log, events)
-        .await
-        .into_iter()
+    stored_positions(&append(log, events).await)
+}
+
+/// The positions of outcomes that must all be `Stored`; panics on a duplicate.
+pub fn stored_positions(outcomes: &[AppendOutcome]) -> Vec<Position> {
+    outcomes
+        .iter()
         .map(|outcome| match outcome {
-            AppendOutcome::Stored(position) => position,
+            AppendOutcome::Stored(position) => position.clone(),
             AppendOutcome::Duplicate => panic!("a fresh event was answered Duplicate"),
         })
         .collect()

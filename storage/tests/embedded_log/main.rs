@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use shoal_schemas::{Event, Position, Sequence, ShardId};
-use shoal_storage::conformance::log::{event, run_tenant};
+use shoal_storage::conformance::log::{event, run_tenant, stored_positions as stored};
 use shoal_storage::embedded::{EmbeddedLog, LogConfig, SyncMode};
 use shoal_storage::{AppendOutcome, Error, EventLog, NewEvent};
 use std::path::{Path, PathBuf};
@@ -82,16 +82,6 @@ async fn read_all(log: &dyn EventLog) -> Vec<(ShardId, Position, Event)> {
         }
     }
     all
-}
-
-fn stored(outcomes: &[AppendOutcome]) -> Vec<Position> {
-    outcomes
-        .iter()
-        .map(|outcome| match outcome {
-            AppendOutcome::Stored(position) => position.clone(),
-            AppendOutcome::Duplicate => panic!("unexpected duplicate"),
-        })
-        .collect()
 }
 
 fn events(tenant: &str, entities: u64, count: u64) -> Vec<Event> {
