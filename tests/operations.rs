@@ -340,3 +340,91 @@ async fn sigterm_under_load_keeps_every_acknowledged_event_and_replays_nothing()
     }
     assert!(again.terminate());
 }
+
+/// Every thread of a process: (name, nice), read from `/proc/<pid>/task`.
+#[cfg(target_os = "linux")]
+fn thread_priorities(pid: u32) -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task") {
+        let path = task.expect("a task entry").path();
+        // A thread that ended between the listing and the read is simply gone.
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue;
+        };
+        // The name in `stat` is parenthesised and may hold spaces: fields count from the last
+        // ')'. nice is field 19, the 17th after it.
+        let after = &stat[stat.rfind(')').expect("stat has the name") + 1..];
+        let nice = after
+            .split_whitespace()
+            .nth(16)
+            .and_then(|field| field.parse().ok())
+            .expect("nice in stat");
+        threads.push((name.trim().to_owned(), nice));
+    }
+    threads
+}
+
+/// The default puts the live read-model work (projection workers and their log reads, the
+/// tables' committer, tantivy's indexing and merge threads) at nice 10 and leaves ingest (the
+/// log's writers, the HTTP runtime) at the process's priority; `live_nice = 0` leaves all of
+/// it there. Checked on the real binary after it has ingested, projected and indexed.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_read_models_run_below_ingest() {
+    for (config, live) in [(None, 10), (Some("[projector]\nlive_nice = 0\n"), 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let shoal = Shoal::start(dir.path(), config);
+        let credentials = shoal.credentials();
+        let events: Vec<Value> = (0..50)
+            .map(|i| json!({"kind": "track", "name": "opened", "entity": format!("c{i}")}))
+            .collect();
+        let (status, body) = post_events(&shoal, &credentials.write_key, &json!(events)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        wait_caught_up(&shoal, &credentials.read_key, Duration::from_secs(30)).await;
+        let threads = thread_priorities(shoal.pid());
+        let nice_of = |prefix: &str| -> Vec<i64> {
+            threads
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, nice)| *nice)
+                .collect()
+        };
+        let base = nice_of("shoal-log-");
+        assert!(!base.is_empty(), "no log writer threads in {threads:?}");
+        let base = base[0];
+        assert!(
+            base < 10,
+            "the test runs at nice {base}: it cannot tell lowered threads apart"
+        );
+        let expected_live = if live == 0 { base } else { live };
+        for (prefix, expected) in [
+            ("shoal-log-", base),
+            ("tokio-rt-worker", base),
+            ("shoal-tables-co", expected_live),
+            ("merge_thread_", expected_live),
+            ("segment_updater", expected_live),
+        ] {
+            let seen = nice_of(prefix);
+            assert!(
+                !seen.is_empty() && seen.iter().all(|nice| *nice == expected),
+                "{prefix}* should be at nice {expected} (live_nice {live}): {threads:?}"
+            );
+        }
+        let workers = nice_of("shoal-live");
+        if live == 0 {
+            assert!(
+                workers.is_empty(),
+                "a live runtime with live_nice 0: {threads:?}"
+            );
+        } else {
+            assert!(
+                !workers.is_empty() && workers.iter().all(|nice| *nice == live),
+                "the live runtime's threads should be at nice {live}: {threads:?}"
+            );
+        }
+        assert!(shoal.terminate());
+    }
+}

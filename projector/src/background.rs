@@ -1,24 +1,32 @@
-//! Where catching-up work runs: a runtime of its own whose threads have the lowest CPU priority
-//! (nice 19), so that a rebuild under new rules uses the cores live work leaves idle and yields
-//! them the moment ingest, queries or the live projections want them.
+//! Where projection work runs, and at which CPU priority. Linux keeps the nice value per
+//! thread, so each kind of work gets a runtime of its own whose threads are lowered as they
+//! start, its blocking pool included (that is where a worker reads and decodes the log and
+//! loads its items):
 //!
-//! Why threads and not a rate limit: a rate limit slows a rebuild on an idle machine too (issue
-//! 4 wants both a fast rebuild and an unhurt live ingest), while the scheduler gives a nice-19
-//! thread nearly all of an idle core and about 1.5 % of a busy one.
+//! - **rebuilds** (a rules version catching up beside the live one) at nice 19, the lowest:
+//!   they use the cores live work leaves idle and yield them the moment ingest, queries or the
+//!   live projections want them;
+//! - **live projections** at `[projector] live_nice` (10 by default), below ingest and queries
+//!   and above rebuilds. On a machine that ingest can saturate, a durable acknowledgement
+//!   comes first and the read models catch up in the cores it leaves, in bigger and cheaper
+//!   batches (`Worker::fold_ahead`); they stay fresh whenever the machine has room. 0 keeps
+//!   them on the caller's runtime, at its priority, as before.
 //!
-//! Every thread of the runtime is lowered as it starts, its blocking pool included: that is
-//! where a rebuild reads and decodes the log and loads its items. What a rebuild shares with
-//! live work stays at the normal priority because it runs elsewhere: its table writes are
-//! group-committed by the tables' own committer thread (`shoal_storage::embedded`), so a live
-//! flush never waits behind a starved thread.
+//! Why threads and not a rate limit: a rate limit slows a rebuild (or a catch-up) on an idle
+//! machine too, while the scheduler gives a thread nearly all of an idle core and a share of a
+//! busy one by its weight (nice 10: about a tenth against nice 0; nice 19: about 1.5 %).
+//!
+//! What the workers share with other work runs elsewhere at its own priority: their table
+//! writes are group-committed by the tables' committer thread (`shoal_storage::embedded`),
+//! which the server lowers to the live projections' priority, never to the rebuilds'.
 
 use crate::Result;
 use std::future::Future;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-/// Threads of the background runtime: a rebuild has one worker per shard, and two threads keep
-/// a two-core machine's idle time busy.
+/// Worker threads of each runtime: workers are tasks (one per projection and shard), and two
+/// threads keep a two-core machine's idle time busy.
 const THREADS: usize = 2;
 
 pub(crate) struct Background {
@@ -27,17 +35,26 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    pub(crate) fn new() -> Result<Background> {
+    /// A runtime whose threads run at `nice`, named `name`.
+    pub(crate) fn new(nice: i32, name: &str) -> Result<Background> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(THREADS)
-            .thread_name("shoal-background")
-            .on_thread_start(lower_priority)
+            .thread_name(name)
+            .on_thread_start(move || lower_priority(nice))
             .enable_all()
             .build()
             .map_err(crate::Error::Runtime)?;
         Ok(Background {
             runtime: Some(runtime),
         })
+    }
+
+    /// A handle to spawn on the runtime from elsewhere (threads a task makes inherit its
+    /// priority: the search index's writer threads, for one).
+    pub(crate) fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime
+            .as_ref()
+            .map(|runtime| runtime.handle().clone())
     }
 
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
@@ -63,21 +80,14 @@ impl Drop for Background {
     }
 }
 
-/// Lowers the calling thread's priority to nice 19. Linux keeps the nice value per thread, so
-/// this touches no other thread of the process; elsewhere it does nothing.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
-        let outcome = unsafe {
-            let thread = libc::gettid() as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, thread, 19)
-        };
-        if outcome != 0 {
-            tracing::warn!(
-                error = %std::io::Error::last_os_error(),
-                "could not lower the priority of a background thread; rebuilds compete with live work"
-            );
-        }
+/// Lowers the calling thread's priority to `nice`; a thread that cannot be lowered runs at the
+/// priority it has.
+fn lower_priority(nice: i32) {
+    if let Err(error) = shoal_storage::priority::set_current_thread_nice(nice) {
+        tracing::warn!(
+            %error,
+            nice,
+            "could not lower the priority of a projector thread; it competes with ingest"
+        );
     }
 }

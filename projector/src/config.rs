@@ -21,6 +21,9 @@ pub const DEFAULT_FOLD_AHEAD_LAG: Duration = Duration::from_secs(5);
 /// archive item is an event's JSON (about 1 KB), so 100,000 items is about 100 MB per worker.
 pub const DEFAULT_FOLD_AHEAD_EVENTS: usize = 1_000_000;
 pub const DEFAULT_FOLD_AHEAD_ITEMS: usize = 100_000;
+/// Live projections below ingest (nice 0) and above rebuilds (19): see `live_nice`. Measured
+/// in BENCHMARKS.md ("Session 16").
+pub const DEFAULT_LIVE_NICE: i32 = 10;
 pub const DEFAULT_FOLD_AHEAD_TIME: Duration = Duration::from_secs(10);
 
 /// Settings shared by every worker of a projector.
@@ -56,6 +59,12 @@ pub struct ProjectorConfig {
     /// No further read after this long.
     #[serde(with = "duration_millis")]
     pub fold_ahead_time: Duration,
+    /// The CPU priority (nice value, 0–19) of the live projections' threads, their table
+    /// commits and the search index's writer (`background.rs`). Above 0 they run below ingest
+    /// and queries: under overload a write is acknowledged first and the read models catch up
+    /// in the cores it leaves (their lag is in `GET /v1/projections` and `/metrics`). 0 runs
+    /// them at ingest's priority: fresher read models under overload, slower ingest.
+    pub live_nice: i32,
     /// Run the workers at the lowest CPU priority, on threads of their own (`background.rs`):
     /// for a rebuild beside the live version, which must not slow live work. Set by the
     /// rules manager, not by configuration.
@@ -77,6 +86,7 @@ impl Default for ProjectorConfig {
             fold_ahead_events: DEFAULT_FOLD_AHEAD_EVENTS,
             fold_ahead_items: DEFAULT_FOLD_AHEAD_ITEMS,
             fold_ahead_time: DEFAULT_FOLD_AHEAD_TIME,
+            live_nice: DEFAULT_LIVE_NICE,
             background: false,
         }
     }
@@ -98,6 +108,12 @@ impl ProjectorConfig {
             return Err(Error::InvalidArgument(
                 "poison_attempts must be at least 1".into(),
             ));
+        }
+        if !(0..=shoal_storage::priority::LOWEST).contains(&self.live_nice) {
+            return Err(Error::InvalidArgument(format!(
+                "live_nice must be 0 to {}",
+                shoal_storage::priority::LOWEST
+            )));
         }
         if self.seed_segments == 0 || self.seed_segments > shoal_storage::MAX_SCAN_SEGMENTS {
             return Err(Error::InvalidArgument(format!(
@@ -139,6 +155,17 @@ mod tests {
         assert_eq!(config.backoff(0), Duration::from_millis(50));
         assert_eq!(config.backoff(1), Duration::from_millis(100));
         assert_eq!(config.backoff(40), DEFAULT_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn live_nice_is_a_nice_value_a_process_may_take() {
+        for (nice, valid) in [(0, true), (10, true), (19, true), (-1, false), (20, false)] {
+            let config = ProjectorConfig {
+                live_nice: nice,
+                ..ProjectorConfig::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "live_nice {nice}");
+        }
     }
 
     #[test]

@@ -103,6 +103,7 @@ impl Projector {
                 state: Mutex::default(),
                 coordinator: Mutex::default(),
                 background: OnceLock::new(),
+                live: OnceLock::new(),
             }),
         };
         for projection in &self.projections {
@@ -172,6 +173,9 @@ struct Running {
     /// Started with the first background worker; `None` inside when it could not start (the
     /// workers then run beside live work, at its priority).
     background: OnceLock<Option<Background>>,
+    /// The live workers' runtime at `config.live_nice`, started with the first of them; `None`
+    /// inside when `live_nice` is 0 or it could not start (they then run on the caller's).
+    live: OnceLock<Option<Background>>,
 }
 
 /// A running projector. Projections can be added and removed while it runs (a rules version's
@@ -246,22 +250,54 @@ impl ProjectorHandle {
             parents: shard.parents.clone(),
             live: Arc::clone(live),
         };
-        let background = config.background.then(|| self.background()).flatten();
-        let task = match background {
-            Some(background) => background.spawn(worker.run(stopped)),
+        let runtime = if config.background {
+            self.background()
+        } else {
+            self.live()
+        };
+        let task = match runtime {
+            Some(runtime) => runtime.spawn(worker.run(stopped)),
             None => tokio::spawn(worker.run(stopped)),
         };
         WorkerTask { stop, task }
     }
 
+    /// The runtime of the live projections (`[projector] live_nice`), for other live
+    /// read-model work to run at their priority: the server starts the search index's worker
+    /// there. `None` when they run on the caller's runtime.
+    pub fn live_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.live().and_then(Background::handle)
+    }
+
+    fn live(&self) -> Option<&Background> {
+        let nice = self.inner.config.live_nice;
+        self.inner
+            .live
+            .get_or_init(|| {
+                if nice == 0 {
+                    return None;
+                }
+                match Background::new(nice, "shoal-live") {
+                    Ok(live) => Some(live),
+                    Err(error) => {
+                        tracing::warn!(%error, "live projections run at ingest's priority");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
     fn background(&self) -> Option<&Background> {
         self.inner
             .background
-            .get_or_init(|| match Background::new() {
-                Ok(background) => Some(background),
-                Err(error) => {
-                    tracing::warn!(%error, "rebuilds run beside live work, at its priority");
-                    None
+            .get_or_init(|| {
+                match Background::new(shoal_storage::priority::LOWEST, "shoal-background") {
+                    Ok(background) => Some(background),
+                    Err(error) => {
+                        tracing::warn!(%error, "rebuilds run beside live work, at its priority");
+                        None
+                    }
                 }
             })
             .as_ref()

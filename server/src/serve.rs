@@ -75,6 +75,11 @@ impl Storage {
         match config.storage.backend {
             Backend::Embedded => {
                 let data = DataDir::open(config)?;
+                if config.projector.live_nice > 0 {
+                    // Nearly every table write is a live projection's flush: the committer runs
+                    // at their priority, or it would hold them at ingest's.
+                    data.tables.set_commit_nice(config.projector.live_nice);
+                }
                 Ok(Storage {
                     log: data.log.clone(),
                     tables: data.tables.clone(),
@@ -213,12 +218,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let history: Option<Arc<dyn shoal_search::History>> = (config.storage.backend
                 == Backend::Aws)
                 .then(|| Arc::new(ArchiveHistory::new(table.clone())) as _);
-            let worker = SearchWorker::spawn_with_history(
-                index.clone(),
-                log.clone(),
-                config.search.clone(),
-                history,
-            )
+            let start = {
+                let (index, log, search) = (index.clone(), log.clone(), config.search.clone());
+                move || SearchWorker::spawn_with_history(index, log, search, history)
+            };
+            // Indexing is live read-model work: on the live projections' runtime when there
+            // is one, where the index writer's threads inherit their priority.
+            let live = projector.as_ref().and_then(ProjectorHandle::live_runtime);
+            let worker = match live {
+                Some(live) => live
+                    .spawn_blocking(start)
+                    .await
+                    .context("starting the search worker")?,
+                None => start(),
+            }
             .context("starting the search worker")?;
             annotator = Some(Annotator::spawn(table.clone(), index.clone()));
             search = Some((index, worker));
@@ -330,15 +343,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(retention) = retention {
         retention.shutdown().await;
     }
-    if let Some(projector) = projector {
-        // Flushes and checkpoints every worker, then (on AWS) releases the leases.
-        projector.shutdown().await;
-    }
+    // The search worker first: it may run on the projector's live runtime, which ends with
+    // the projector.
     if let Some((_, worker)) = search
         && let Err(error) = worker.shutdown().await
     {
         // The index resumes from its last commit on the next start; nothing is lost.
         tracing::error!(%error, "search worker stopped with an error");
+    }
+    if let Some(projector) = projector {
+        // Flushes and checkpoints every worker, then (on AWS) releases the leases.
+        projector.shutdown().await;
     }
     if let Some(embedded) = storage.embedded {
         embedded.shutdown().await;

@@ -15,6 +15,7 @@ pub mod embedded;
 mod error;
 mod log;
 pub mod memory;
+pub mod priority;
 mod table;
 pub mod tenants;
 

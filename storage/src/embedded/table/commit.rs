@@ -35,7 +35,8 @@
 //! background runtime); a leader started from there would commit every live flush of its
 //! group at the lowest priority, behind the very work it should have priority over. The
 //! committer is created by whoever opens the tables (the server, at startup), and keeps that
-//! priority. The leader holds the database only while it commits, and lets go of it before it
+//! priority unless told otherwise: the server sets it to the live projections' own
+//! (`EmbeddedTables::set_commit_nice`), below ingest and above rebuilds. The leader holds the database only while it commits, and lets go of it before it
 //! answers: once every call has returned and every handle is dropped, the committer ends and
 //! the file is closed and can be opened again.
 
@@ -44,6 +45,7 @@ use super::{Inner, RedbStore, redb_error};
 use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
 use redb::Durability;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -68,6 +70,9 @@ impl Request {
 /// about a second each on this machine's disk, so a shorter interval would make nearly every
 /// one durable; a crash costs at most this much replay.
 pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// No priority asked for: the committer keeps the opener's.
+pub(crate) const NICE_UNSET: i32 = i32::MIN;
 
 /// What a request answers: `Some(item)` for an update, `None` otherwise.
 type Answer = Result<Option<Item>>;
@@ -112,12 +117,15 @@ pub(crate) async fn submit(inner: &Arc<Inner>, request: Request) -> Answer {
 pub(crate) fn start_committer(
     database: Weak<Inner>,
     queue: Arc<Mutex<Queue>>,
+    nice: Arc<AtomicI32>,
     wakes: mpsc::Receiver<()>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("shoal-tables-commit".to_owned())
         .spawn(move || {
+            let mut applied = None;
             for () in wakes {
+                apply_nice(&nice, &mut applied);
                 // A panicking commit has failed its group already (`Leading`); the next
                 // write still finds a committer.
                 let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -126,6 +134,19 @@ pub(crate) fn start_committer(
             }
         })
         .map(drop)
+}
+
+/// Takes the nice value asked for with [`super::EmbeddedTables::set_commit_nice`], once per
+/// change: the committer's priority is its own thread's, so only it can set it.
+fn apply_nice(wanted: &AtomicI32, applied: &mut Option<i32>) {
+    let nice = wanted.load(Ordering::Relaxed);
+    if nice == NICE_UNSET || *applied == Some(nice) {
+        return;
+    }
+    *applied = Some(nice);
+    if let Err(error) = crate::priority::set_current_thread_nice(nice) {
+        tracing::warn!(%error, nice, "could not set the priority of the tables' committer");
+    }
 }
 
 /// Commits groups until no request is waiting.

@@ -88,6 +88,9 @@ struct Inner {
     committer: std::sync::mpsc::Sender<()>,
     /// Groups committed (or tried) so far: [`Table::commit_count`].
     commits: std::sync::atomic::AtomicU64,
+    /// The committer's nice value, taken by it before its next group (`commit::NICE_UNSET`:
+    /// the opener's).
+    commit_nice: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl std::fmt::Debug for EmbeddedTables {
@@ -123,9 +126,27 @@ impl EmbeddedTables {
             queue: Default::default(),
             committer,
             commits: Default::default(),
+            commit_nice: Arc::new(commit::NICE_UNSET.into()),
         });
-        commit::start_committer(Arc::downgrade(&inner), Arc::clone(&inner.queue), wakes)?;
+        commit::start_committer(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.queue),
+            Arc::clone(&inner.commit_nice),
+            wakes,
+        )?;
         Ok(EmbeddedTables { inner })
+    }
+
+    /// Runs the group commits at CPU priority `nice` from the next group on. Every table write
+    /// goes through that one thread, so its priority is the live projections' (they are most
+    /// of its work): the server lowers it with them to leave ingest the cores under overload
+    /// (`shoal_projector::ProjectorConfig::live_nice`). Rebuilds write through it too, at a
+    /// lower priority of their own, and gain the committer's. Lowering only: see
+    /// [`crate::priority`].
+    pub fn set_commit_nice(&self, nice: i32) {
+        self.inner
+            .commit_nice
+            .store(nice, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs blocking redb work on tokio's blocking pool.

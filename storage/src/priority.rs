@@ -1,0 +1,78 @@
+//! CPU priority of the calling thread (its nice value).
+//!
+//! Why per thread: Linux keeps the nice value per thread, and a thread inherits it from the
+//! thread that creates it. Shoal runs ingest, the live projections and rebuilds in one process
+//! on the embedded default, and gives them different priorities by the threads they run on
+//! (`shoal_projector`'s runtimes, the tables' committer).
+//!
+//! Only lowering is portable: an unprivileged process may raise its nice value, never lower
+//! it, so callers choose each thread's priority once, when it starts or before its first work.
+
+/// The lowest priority Linux has.
+pub const LOWEST: i32 = 19;
+
+/// Sets the calling thread's nice value; elsewhere than Linux it does nothing.
+pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread's own id; no memory is shared.
+        let outcome = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, nice)
+        };
+        if outcome != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+    Ok(())
+}
+
+/// The calling thread's nice value; 0 elsewhere than Linux.
+pub fn current_thread_nice() -> std::io::Result<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        // getpriority may return -1 as a value: errno tells an error apart.
+        // SAFETY: as above; errno is thread-local.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let thread = libc::gettid() as libc::id_t;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, thread);
+            if nice == -1 && *libc::__errno_location() != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(nice)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_lowers_its_own_priority_only() {
+        let before = current_thread_nice().unwrap();
+        let lowered = std::thread::spawn(move || {
+            set_current_thread_nice((before + 3).min(LOWEST)).unwrap();
+            let own = current_thread_nice().unwrap();
+            // A thread started from here inherits the lowered value.
+            let child = std::thread::spawn(|| current_thread_nice().unwrap())
+                .join()
+                .unwrap();
+            (own, child)
+        })
+        .join()
+        .unwrap();
+        let expected = if cfg!(target_os = "linux") {
+            (before + 3).min(LOWEST)
+        } else {
+            before
+        };
+        assert_eq!(lowered, (expected, expected));
+        assert_eq!(current_thread_nice().unwrap(), before);
+    }
+}
