@@ -25,9 +25,10 @@ use std::future::Future;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-/// Worker threads of each runtime: workers are tasks (one per projection and shard), and two
-/// threads keep a two-core machine's idle time busy.
-const THREADS: usize = 2;
+/// Worker threads of the rebuilds' runtime: a rebuild has one worker per shard, and two
+/// threads keep a two-core machine's idle time busy. The live runtime has one per core, as
+/// the runtime the live workers ran on before.
+pub(crate) const REBUILD_THREADS: usize = 2;
 
 pub(crate) struct Background {
     /// `None` only while dropping.
@@ -35,10 +36,11 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// A runtime whose threads run at `nice`, named `name`.
-    pub(crate) fn new(nice: i32, name: &str) -> Result<Background> {
+    /// A runtime of `threads` workers (and a blocking pool) whose threads run at `nice` or
+    /// lower, named `name`.
+    pub(crate) fn new(nice: i32, name: &str, threads: usize) -> Result<Background> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(THREADS)
+            .worker_threads(threads.max(1))
             .thread_name(name)
             .on_thread_start(move || lower_priority(nice))
             .enable_all()
@@ -80,10 +82,13 @@ impl Drop for Background {
     }
 }
 
-/// Lowers the calling thread's priority to `nice`; a thread that cannot be lowered runs at the
-/// priority it has.
+/// Lowers the calling thread's priority to `nice` (never raises it); a thread that cannot be
+/// lowered runs at the priority it has, said once per process (blocking threads come and go).
 fn lower_priority(nice: i32) {
-    if let Err(error) = shoal_storage::priority::set_current_thread_nice(nice) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Err(error) = shoal_storage::priority::lower_current_thread_to(nice)
+        && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
         tracing::warn!(
             %error,
             nice,

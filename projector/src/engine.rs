@@ -277,7 +277,8 @@ impl ProjectorHandle {
                 if nice == 0 {
                     return None;
                 }
-                match Background::new(nice, "shoal-live") {
+                let threads = std::thread::available_parallelism().map_or(2, usize::from);
+                match Background::new(nice, "shoal-live", threads) {
                     Ok(live) => Some(live),
                     Err(error) => {
                         tracing::warn!(%error, "live projections run at ingest's priority");
@@ -292,7 +293,11 @@ impl ProjectorHandle {
         self.inner
             .background
             .get_or_init(|| {
-                match Background::new(shoal_storage::priority::LOWEST, "shoal-background") {
+                match Background::new(
+                    shoal_storage::priority::LOWEST,
+                    "shoal-background",
+                    crate::background::REBUILD_THREADS,
+                ) {
                     Ok(background) => Some(background),
                     Err(error) => {
                         tracing::warn!(%error, "rebuilds run beside live work, at its priority");

@@ -284,6 +284,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        // Before anything uses it: the tables' committer takes `live_nice` at open.
+        self.projector
+            .validate()
+            .map_err(|error| anyhow::anyhow!("projector: {error}"))?;
         let limits = &self.limits;
         anyhow::ensure!(
             limits.max_body_bytes > 0,

@@ -343,18 +343,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(retention) = retention {
         retention.shutdown().await;
     }
-    // The search worker first: it may run on the projector's live runtime, which ends with
-    // the projector.
+    // The search worker may run on the projector's live runtime, which ends with the last
+    // handle to the projector: this one keeps it until the worker has stopped.
+    let live_runtime = projector.clone();
+    if let Some(projector) = projector {
+        // Flushes and checkpoints every worker, then (on AWS) releases the leases.
+        projector.shutdown().await;
+    }
     if let Some((_, worker)) = search
         && let Err(error) = worker.shutdown().await
     {
         // The index resumes from its last commit on the next start; nothing is lost.
         tracing::error!(%error, "search worker stopped with an error");
     }
-    if let Some(projector) = projector {
-        // Flushes and checkpoints every worker, then (on AWS) releases the leases.
-        projector.shutdown().await;
-    }
+    drop(live_runtime);
     if let Some(embedded) = storage.embedded {
         embedded.shutdown().await;
     }

@@ -29,6 +29,18 @@ pub fn set_current_thread_nice(nice: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Lowers the calling thread's priority to at least `nice`: a thread already lower keeps its
+/// own (a process started under `nice -n 15` keeps 15; raising it back is not allowed without
+/// privileges), and nothing is ever raised. Returns the value the thread runs at.
+pub fn lower_current_thread_to(nice: i32) -> std::io::Result<i32> {
+    let current = current_thread_nice()?;
+    if nice > current {
+        set_current_thread_nice(nice)?;
+        return Ok(nice);
+    }
+    Ok(current)
+}
+
 /// The calling thread's nice value; 0 elsewhere than Linux.
 pub fn current_thread_nice() -> std::io::Result<i32> {
     #[cfg(target_os = "linux")]
@@ -74,5 +86,25 @@ mod tests {
         };
         assert_eq!(lowered, (expected, expected));
         assert_eq!(current_thread_nice().unwrap(), before);
+    }
+
+    #[test]
+    fn lowering_never_raises() {
+        let before = current_thread_nice().unwrap();
+        let seen = std::thread::spawn(move || {
+            let lower = (before + 2).min(LOWEST);
+            let first = lower_current_thread_to(lower).unwrap();
+            // Asking for a higher priority than the thread has leaves it where it is.
+            let second = lower_current_thread_to(before).unwrap();
+            (first, second, current_thread_nice().unwrap())
+        })
+        .join()
+        .unwrap();
+        let expected = if cfg!(target_os = "linux") {
+            (before + 2).min(LOWEST)
+        } else {
+            before
+        };
+        assert_eq!(seen, (expected, expected, expected));
     }
 }

@@ -144,7 +144,7 @@ fn apply_nice(wanted: &AtomicI32, applied: &mut Option<i32>) {
         return;
     }
     *applied = Some(nice);
-    if let Err(error) = crate::priority::set_current_thread_nice(nice) {
+    if let Err(error) = crate::priority::lower_current_thread_to(nice) {
         tracing::warn!(%error, nice, "could not set the priority of the tables' committer");
     }
 }

@@ -141,8 +141,8 @@ impl EmbeddedTables {
     /// goes through that one thread, so its priority is the live projections' (they are most
     /// of its work): the server lowers it with them to leave ingest the cores under overload
     /// (`shoal_projector::ProjectorConfig::live_nice`). Rebuilds write through it too, at a
-    /// lower priority of their own, and gain the committer's. Lowering only: see
-    /// [`crate::priority`].
+    /// lower priority of their own, and gain the committer's. Lowering only: a committer
+    /// already below `nice` keeps its own ([`crate::priority::lower_current_thread_to`]).
     pub fn set_commit_nice(&self, nice: i32) {
         self.inner
             .commit_nice
