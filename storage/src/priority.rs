@@ -65,6 +65,16 @@ pub fn current_thread_nice() -> std::io::Result<i32> {
 mod tests {
     use super::*;
 
+    /// The nice value a thread at `before` runs at after asking for `steps` lower: only Linux
+    /// changes it.
+    fn lowered_by(before: i32, steps: i32) -> i32 {
+        if cfg!(target_os = "linux") {
+            (before + steps).min(LOWEST)
+        } else {
+            before
+        }
+    }
+
     #[test]
     fn a_thread_lowers_its_own_priority_only() {
         let before = current_thread_nice().unwrap();
@@ -79,11 +89,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let expected = if cfg!(target_os = "linux") {
-            (before + 3).min(LOWEST)
-        } else {
-            before
-        };
+        let expected = lowered_by(before, 3);
         assert_eq!(lowered, (expected, expected));
         assert_eq!(current_thread_nice().unwrap(), before);
     }
@@ -100,11 +106,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let expected = if cfg!(target_os = "linux") {
-            (before + 2).min(LOWEST)
-        } else {
-            before
-        };
+        let expected = lowered_by(before, 2);
         assert_eq!(seen, (expected, expected, expected));
     }
 }

@@ -81,15 +81,8 @@ fn a_low_priority_writer_does_not_lower_the_commit() {
     let tables = Arc::new(EmbeddedTables::open(&dir.path().join("tables.redb")).expect("open"));
     let writer = Arc::clone(&tables);
     let seen = std::thread::spawn(move || {
-        // SAFETY: a plain system call on this thread's own id.
-        let lowered =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
-        assert_eq!(
-            lowered,
-            0,
-            "setpriority: {}",
-            std::io::Error::last_os_error()
-        );
+        shoal_storage::priority::set_current_thread_nice(shoal_storage::priority::LOWEST)
+            .expect("setpriority");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -36,9 +36,10 @@
 //! group at the lowest priority, behind the very work it should have priority over. The
 //! committer is created by whoever opens the tables (the server, at startup), and keeps that
 //! priority unless told otherwise: the server sets it to the live projections' own
-//! (`EmbeddedTables::set_commit_nice`), below ingest and above rebuilds. The leader holds the database only while it commits, and lets go of it before it
-//! answers: once every call has returned and every handle is dropped, the committer ends and
-//! the file is closed and can be opened again.
+//! (`EmbeddedTables::set_commit_nice`), below ingest and above rebuilds. The leader holds the
+//! database only while it commits, and lets go of it before it answers: once every call has
+//! returned and every handle is dropped, the committer ends and the file is closed and can be
+//! opened again.
 
 use super::ops;
 use super::{Inner, RedbStore, redb_error};
