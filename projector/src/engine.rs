@@ -269,6 +269,14 @@ impl ProjectorHandle {
         self.live().and_then(Background::handle)
     }
 
+    /// The live runtime, or else the caller's: where read-model upkeep (score sweeps, series
+    /// retention, purges of retired versions, search annotations) runs, at the live
+    /// projections' priority. Call it from within a runtime.
+    pub fn live_or_current(&self) -> tokio::runtime::Handle {
+        self.live_runtime()
+            .unwrap_or_else(tokio::runtime::Handle::current)
+    }
+
     fn live(&self) -> Option<&Background> {
         let nice = self.inner.config.live_nice;
         self.inner

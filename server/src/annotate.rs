@@ -35,10 +35,15 @@ pub struct Annotator {
 
 impl Annotator {
     /// Reads the rules and scores from `tables` only, so it runs in any process that serves
-    /// search, whether or not it runs the projector.
-    pub fn spawn(tables: Arc<dyn Table>, index: Arc<SearchIndex>) -> Annotator {
+    /// search, whether or not it runs the projector. It runs on `runtime`: the live
+    /// projections' when this process has them, since annotating is read-model work.
+    pub fn spawn(
+        runtime: &tokio::runtime::Handle,
+        tables: Arc<dyn Table>,
+        index: Arc<SearchIndex>,
+    ) -> Annotator {
         let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
+        let task = runtime.spawn(async move {
             let mut sent = Sent::new();
             let mut interval = tokio::time::interval(PERIOD);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -179,6 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("starting the scores of every tenant with rules")?;
         sweeper = Some(manager.spawn_sweeper());
         retention = Some(series_retention::spawn_sweeper(
+            &handle.live_or_current(),
             table.clone(),
             Arc::new(SystemClock),
             config.series.retention_config(),
@@ -233,7 +234,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 None => start(),
             }
             .context("starting the search worker")?;
-            annotator = Some(Annotator::spawn(table.clone(), index.clone()));
+            let upkeep = projector.as_ref().map_or_else(
+                tokio::runtime::Handle::current,
+                ProjectorHandle::live_or_current,
+            );
+            annotator = Some(Annotator::spawn(&upkeep, table.clone(), index.clone()));
             search = Some((index, worker));
         }
         let status = status_source

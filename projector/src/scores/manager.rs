@@ -469,22 +469,31 @@ impl RulesManager {
 
     /// Starts the timer that sweeps each instance every `sweep_interval` (and a candidate as
     /// soon as it has caught up).
+    /// Sweeps are read-model work: they run on the live projections' runtime, below ingest.
     pub fn spawn_sweeper(&self) -> Sweeper {
         let manager = self.clone();
-        Periodic::spawn("scores sweeper", Duration::from_secs(1), (), move |()| {
-            let manager = manager.clone();
-            async move {
-                if let Err(error) = manager.tick().await {
-                    tracing::warn!(%error, "sweeping scores failed; retrying on the next tick");
+        let runtime = self.inner.projector.live_or_current();
+        Periodic::spawn(
+            &runtime,
+            "scores sweeper",
+            Duration::from_secs(1),
+            (),
+            move |()| {
+                let manager = manager.clone();
+                async move {
+                    if let Err(error) = manager.tick().await {
+                        tracing::warn!(%error, "sweeping scores failed; retrying on the next tick");
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     fn purge_in_background(&self, tenant: &str, version: u32) {
         let manager = self.clone();
         let tenant = tenant.to_owned();
-        tokio::spawn(async move {
+        // Deleting a retired version is upkeep too: below ingest, with the live projections.
+        self.inner.projector.live_or_current().spawn(async move {
             if let Err(error) = manager.purge(&tenant, version).await {
                 tracing::warn!(%tenant, version, %error, "purging an old rules version failed; it is retried at the next start");
             }

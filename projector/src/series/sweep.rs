@@ -256,15 +256,17 @@ pub async fn round(
     Ok((report, Resume::default()))
 }
 
-/// Starts the retention sweep: a round every `config.interval`, each as of `clock`, resuming
-/// where the previous one stopped. Stop it before the projector.
+/// Starts the retention sweep on `runtime`: a round every `config.interval`, each as of
+/// `clock`, resuming where the previous one stopped. Stop it before the projector.
 pub fn spawn_sweeper(
+    runtime: &tokio::runtime::Handle,
     tables: Arc<dyn Table>,
     clock: Arc<dyn Clock>,
     config: RetentionConfig,
 ) -> Periodic {
     let interval = config.interval;
     Periodic::spawn(
+        runtime,
         "series retention sweeper",
         interval,
         Resume::default(),
