@@ -66,6 +66,8 @@ struct Storage {
     tables: Arc<dyn Table>,
     /// The embedded log itself (exact lag in the status; closed on shutdown).
     embedded: Option<Arc<EmbeddedLog>>,
+    /// The embedded tables themselves (their committer's priority).
+    embedded_tables: Option<Arc<EmbeddedTables>>,
     /// The data directory's lock (credentials, search index; the embedded log and tables).
     _lock: File,
 }
@@ -75,15 +77,11 @@ impl Storage {
         match config.storage.backend {
             Backend::Embedded => {
                 let data = DataDir::open(config)?;
-                if config.projector.live_nice > 0 {
-                    // Nearly every table write is a live projection's flush: the committer runs
-                    // at their priority, or it would hold them at ingest's.
-                    data.tables.set_commit_nice(config.projector.live_nice);
-                }
                 Ok(Storage {
                     log: data.log.clone(),
                     tables: data.tables.clone(),
                     embedded: Some(data.log),
+                    embedded_tables: Some(data.tables),
                     _lock: data._lock,
                 })
             }
@@ -106,6 +104,7 @@ impl Storage {
                     log: Arc::new(log),
                     tables: Arc::new(tables),
                     embedded: None,
+                    embedded_tables: None,
                     _lock: lock,
                 })
             }
@@ -166,6 +165,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             builder = builder.with_ownership(Ownership::Leases(config.aws.lease_config(owner)))?;
         }
         let handle = builder.spawn().await?;
+        if let Some(tables) = &storage.embedded_tables
+            && handle.live_runtime().is_some()
+        {
+            // Nearly every table write is a live projection's flush: the committer runs at
+            // their priority, or it would hold them at ingest's. Only once their runtime
+            // exists: projections left at ingest's priority (it could not be made) must not
+            // wait on a lowered committer.
+            tables.set_commit_nice(config.projector.live_nice);
+        }
         let manager = RulesManager::start(
             table.clone(),
             handle.clone(),
