@@ -38,9 +38,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 use tantivy::collector::TopDocs;
-use tantivy::query::TermQuery;
+use tantivy::query::{EnableScoring, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{IndexWriter, TantivyDocument, Term};
+use tantivy::{Executor, IndexWriter, TantivyDocument, Term};
 
 /// What a tenant's documents are built with until its rules say otherwise.
 static ALL_FIELDS: TenantFields = TenantFields {
@@ -548,7 +548,15 @@ impl Indexer {
             Term::from_field_text(fields.key, key),
             IndexRecordOption::Basic,
         );
-        let hits = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        // On this thread, not the searcher pool's: a key lookup is a dictionary probe per
+        // segment, too small to gain from a pool, and the pool serves queries at ingest's
+        // priority while indexing runs below it (`[projector] live_nice`).
+        let hits = searcher.search_with_executor(
+            &query,
+            &TopDocs::with_limit(1).order_by_score(),
+            &Executor::single_thread(),
+            EnableScoring::enabled_from_searcher(&searcher),
+        )?;
         let Some((_, address)) = hits.first() else {
             return Ok(None);
         };
