@@ -25,6 +25,10 @@ pub const DEFAULT_FOLD_AHEAD_ITEMS: usize = 100_000;
 /// in BENCHMARKS.md ("Session 16").
 pub const DEFAULT_LIVE_NICE: i32 = 10;
 pub const DEFAULT_FOLD_AHEAD_TIME: Duration = Duration::from_secs(10);
+/// See `flush_interval`.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::ZERO;
+/// Past this, `flush_interval` would cost more freshness than issue 3 allows (100 ms p99).
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Settings shared by every worker of a projector.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -65,6 +69,14 @@ pub struct ProjectorConfig {
     /// in the cores it leaves (their lag is in `GET /v1/projections` and `/metrics`). 0 runs
     /// them at ingest's priority: fresher read models under overload, slower ingest.
     pub live_nice: i32,
+    /// A caught-up worker woken by an append reads at most once per this interval from the
+    /// start of its previous read: the appends that arrive in between share one flush. A flush
+    /// has a fixed cost (item loads, encoding, a commit, the checkpoint) that single-event
+    /// requests would otherwise pay per event. Zero reads at once; at most
+    /// [`MAX_FLUSH_INTERVAL`]. Adds up to this much to the read models' freshness under load,
+    /// nothing to the first event after a quiet spell.
+    #[serde(with = "duration_millis")]
+    pub flush_interval: Duration,
     /// Run the workers at the lowest CPU priority, on threads of their own (`background.rs`):
     /// for a rebuild beside the live version, which must not slow live work. Set by the
     /// rules manager, not by configuration.
@@ -87,6 +99,7 @@ impl Default for ProjectorConfig {
             fold_ahead_items: DEFAULT_FOLD_AHEAD_ITEMS,
             fold_ahead_time: DEFAULT_FOLD_AHEAD_TIME,
             live_nice: DEFAULT_LIVE_NICE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
             background: false,
         }
     }
@@ -113,6 +126,12 @@ impl ProjectorConfig {
             return Err(Error::InvalidArgument(format!(
                 "live_nice must be 0 to {}",
                 shoal_storage::priority::LOWEST
+            )));
+        }
+        if self.flush_interval > MAX_FLUSH_INTERVAL {
+            return Err(Error::InvalidArgument(format!(
+                "flush_interval must be at most {} ms",
+                MAX_FLUSH_INTERVAL.as_millis()
             )));
         }
         if self.seed_segments == 0 || self.seed_segments > shoal_storage::MAX_SCAN_SEGMENTS {

@@ -270,6 +270,7 @@ impl Worker {
         let mut checkpoint: Option<Checkpoint> = None;
         let mut failures = 0u32;
         while !*shutdown.borrow() {
+            let read_at = std::time::Instant::now();
             let outcome = match &mut checkpoint {
                 None => match self.parents_finished().await {
                     Ok(false) => {
@@ -314,6 +315,11 @@ impl Worker {
                             }
                         }
                         _ = shutdown.changed() => {}
+                    }
+                    // Let the appends of the rest of the interval join this flush.
+                    let rest = self.config.flush_interval.saturating_sub(read_at.elapsed());
+                    if !rest.is_zero() {
+                        self.pause(&mut shutdown, rest).await;
                     }
                 }
                 Err(error) => {

@@ -60,6 +60,13 @@ const CODEC_ZSTD: u8 = 1;
 #[error("{0}")]
 pub struct DecodeError(pub(crate) String);
 
+impl From<std::io::Error> for DecodeError {
+    /// A decoder that could not be made (its zstd context).
+    fn from(error: std::io::Error) -> Self {
+        DecodeError(format!("zstd context: {error}"))
+    }
+}
+
 /// An upper bound of an event's encoded size, computed without encoding it: postcard spends at
 /// most 5 bytes on a string length, 10 on an `i64`, 17 on a UUID and 9 on an `Option<f64>`.
 pub fn encoded_len_bound(event: &Event) -> usize {
@@ -209,11 +216,46 @@ pub struct BlockDecoder {
     buffer: Vec<u8>,
 }
 
+thread_local! {
+    /// This thread's decoder, kept between reads ([`BlockDecoder::with_kept`]).
+    static KEPT_DECODER: std::cell::RefCell<Option<BlockDecoder>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The most of its decompression buffer a kept decoder holds on to between reads; a larger
+/// one (a block of a big batch) is let go, so idle threads do not each hold megabytes.
+const KEPT_BUFFER_BYTES: usize = 1024 * 1024;
+
 impl BlockDecoder {
     pub fn new() -> std::io::Result<Self> {
         Ok(BlockDecoder {
             decompressor: zstd::bulk::Decompressor::new()?,
             buffer: Vec::new(),
+        })
+    }
+
+    /// Runs `work` with this thread's decoder, made on the thread's first read and kept for
+    /// the next. Why: making a zstd decompression context allocates and initialises about
+    /// 100 KiB, and every log read made one; a live worker reading a few events per wake-up
+    /// spent 8 % of its CPU there (BENCHMARKS.md, session 17), a Kinesis reader one per
+    /// record. A `work` that reads again from inside gets a decoder of its own.
+    pub fn with_kept<T, E>(work: impl FnOnce(&mut BlockDecoder) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<std::io::Error>,
+    {
+        KEPT_DECODER.with(|cell| {
+            let Ok(mut kept) = cell.try_borrow_mut() else {
+                return work(&mut BlockDecoder::new()?);
+            };
+            let decoder = match &mut *kept {
+                Some(decoder) => decoder,
+                None => kept.insert(BlockDecoder::new()?),
+            };
+            let outcome = work(decoder);
+            if decoder.buffer.capacity() > KEPT_BUFFER_BYTES {
+                decoder.buffer = Vec::new();
+            }
+            outcome
         })
     }
 
@@ -368,6 +410,28 @@ mod tests {
         let error = decoder.decode_at(&payload, &[3, 60]).unwrap_err();
         assert!(error.0.contains("no event 60 in a block of 60"), "{error}");
         assert!(decoder.decode_at(&payload, &[9, 2]).is_err());
+    }
+
+    #[test]
+    fn a_kept_decoder_serves_reads_in_turn_and_within_each_other() {
+        let events: Vec<Event> = (0..50).map(event).collect();
+        let payload = encode(&events);
+        let mut damaged = payload.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        let outer = BlockDecoder::with_kept(|decoder| {
+            let first = decoder.decode(&payload)?;
+            // A read inside a read gets a decoder of its own, not a panic.
+            let inner = BlockDecoder::with_kept(|inner| inner.decode(&payload))?;
+            assert_eq!(first, inner);
+            Ok::<_, DecodeError>(first)
+        })
+        .unwrap();
+        assert_eq!(outer, events);
+        // A failed decode leaves the kept decoder fit for the next one.
+        assert!(BlockDecoder::with_kept(|decoder| decoder.decode(&damaged)).is_err());
+        let again = BlockDecoder::with_kept(|decoder| decoder.decode(&payload)).unwrap();
+        assert_eq!(again, events);
     }
 
     #[test]

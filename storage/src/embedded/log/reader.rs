@@ -24,11 +24,20 @@ pub fn read(
     after: Option<&Position>,
     max_events: usize,
 ) -> Result<ReadBatch> {
+    BlockDecoder::with_kept(|decoder| read_with(decoder, shard, head, after, max_events))
+}
+
+fn read_with(
+    decoder: &mut BlockDecoder,
+    shard: &ShardShared,
+    head: &Head,
+    after: Option<&Position>,
+    max_events: usize,
+) -> Result<ReadBatch> {
     let (mut offset, skip_through) = match after {
         None => (0, None),
         Some(position) => (block_offset(shard, head, position)?, Some(position.index)),
     };
-    let mut decoder = BlockDecoder::new()?;
     let mut records = Vec::new();
     let mut event_count = 0usize;
     let mut first_frame = true;
@@ -107,8 +116,19 @@ pub fn read_at(shard: &ShardShared, head: &Head, positions: &[Position]) -> Resu
         order.push((block_offset(shard, head, position)?, position.index, at));
     }
     order.sort_unstable();
-    let mut decoder = BlockDecoder::new()?;
-    let mut found: Vec<Option<Event>> = vec![None; positions.len()];
+    BlockDecoder::with_kept(|decoder| read_blocks_at(decoder, shard, head, positions.len(), &order))
+}
+
+/// [`read_at`] of the `count` positions in `order` (block offset, index, place in the
+/// answer; sorted) with `decoder`.
+fn read_blocks_at(
+    decoder: &mut BlockDecoder,
+    shard: &ShardShared,
+    head: &Head,
+    count: usize,
+    order: &[(u64, u32, usize)],
+) -> Result<Vec<Event>> {
+    let mut found: Vec<Option<Event>> = vec![None; count];
     for block in order.chunk_by(|left, right| left.0 == right.0) {
         let offset = block[0].0;
         let indices: Vec<u32> = block.iter().map(|&(_, index, _)| index).collect();
@@ -130,7 +150,7 @@ pub fn read_at(shard: &ShardShared, head: &Head, positions: &[Position]) -> Resu
             found[at] = Some(event);
         }
     }
-    // Every slot was filled above: each index of `positions` is in `order` once.
+    // Every slot was filled above: each position is in `order` once.
     Ok(found.into_iter().flatten().collect())
 }
 
