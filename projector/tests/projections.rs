@@ -456,3 +456,49 @@ async fn small_transactions_give_the_same_read_models() {
         common::dump(small.as_ref(), &keys).await
     );
 }
+
+/// Appends that arrive while a caught-up worker's `flush_interval` runs share one flush: ten
+/// single-event appends 2 ms apart cost each worker two flushes (the first at once, the rest
+/// together), where without the interval each append would be one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_within_the_flush_interval_share_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let counted = Arc::new(TestTables::new(usize::MAX));
+    let tables: Arc<dyn Table> = counted.clone();
+    let projections = shoal_projector::default_projections(log.as_ref());
+    let workers = projections.len();
+    let handle = shoal_projector::Projector::new(
+        log.clone(),
+        tables.clone(),
+        projections,
+        ProjectorConfig {
+            flush_interval: Duration::from_millis(40),
+            ..ProjectorConfig::default()
+        },
+    )
+    .unwrap()
+    .spawn()
+    .await
+    .unwrap();
+    log.append(vec![track("warm", "opened", T, "{}")])
+        .await
+        .unwrap();
+    wait_applied(tables.as_ref(), 1).await;
+    // Past the interval: the next append is read at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = counted.transacts.load(Ordering::SeqCst);
+    for i in 0..10 {
+        log.append(vec![track(&format!("c{i}"), "opened", T + i, "{}")])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    wait_applied(tables.as_ref(), 11).await;
+    let flushes = counted.transacts.load(Ordering::SeqCst) - before;
+    assert!(
+        flushes <= 3 * workers,
+        "{flushes} flushes of {workers} workers for 10 appends within one interval"
+    );
+    handle.shutdown().await;
+}
