@@ -75,8 +75,9 @@ pub struct ProjectorConfig {
     /// start of its previous read: the appends that arrive in between share one flush. A flush
     /// has a fixed cost (item loads, encoding, a commit, the checkpoint) that single-event
     /// requests would otherwise pay per event. Zero reads at once; at most
-    /// [`MAX_FLUSH_INTERVAL`]. Adds up to this much to the read models' freshness under load,
-    /// nothing to the first event after a quiet spell.
+    /// [`MAX_FLUSH_INTERVAL`]. Adds up to this much to the read models' freshness while appends
+    /// keep coming; after a quiet spell, usually nothing (unless the append lands within the
+    /// interval after an idle worker's periodic look, every `idle_wait`).
     #[serde(with = "duration_millis")]
     pub flush_interval: Duration,
     /// Run the workers at the lowest CPU priority, on threads of their own (`background.rs`):

@@ -269,9 +269,9 @@ impl ProjectorHandle {
         self.live().and_then(Background::handle)
     }
 
-    /// The live runtime, or else the caller's: where read-model upkeep (score sweeps, series
-    /// retention, purges of retired versions, search annotations) runs, at the live
-    /// projections' priority. Call it from within a runtime.
+    /// The live runtime, or else the caller's: where read-model upkeep (series retention,
+    /// purges of retired versions, search annotations) runs, at the live projections'
+    /// priority. Call it from within a runtime.
     pub fn live_or_current(&self) -> tokio::runtime::Handle {
         self.live_runtime()
             .unwrap_or_else(tokio::runtime::Handle::current)

@@ -316,9 +316,10 @@ impl Worker {
                         }
                         _ = shutdown.changed() => {}
                     }
-                    // Let the appends of the rest of the interval join this flush.
+                    // Let the appends of the rest of the interval join this flush; not when the
+                    // wake-up was the stop (already seen, so `pause` would not end early).
                     let rest = self.config.flush_interval.saturating_sub(read_at.elapsed());
-                    if !rest.is_zero() {
+                    if !rest.is_zero() && !*shutdown.borrow() {
                         self.pause(&mut shutdown, rest).await;
                     }
                 }

@@ -284,7 +284,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        // Before anything uses it: the tables' committer takes `live_nice` at open.
+        // Before anything uses it: the live runtime and the tables' committer take `live_nice`.
         self.projector
             .validate()
             .map_err(|error| anyhow::anyhow!("projector: {error}"))?;

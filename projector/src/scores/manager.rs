@@ -469,10 +469,12 @@ impl RulesManager {
 
     /// Starts the timer that sweeps each instance every `sweep_interval` (and a candidate as
     /// soon as it has caught up).
-    /// Sweeps are read-model work: they run on the live projections' runtime, below ingest.
+    /// Runs on the caller's runtime, not below ingest with the other upkeep: a sweep holds the
+    /// lock that `propose`, `activate` and `abandon` take, so at a lower priority an operator's
+    /// call would wait behind a sweep starved by ingest.
     pub fn spawn_sweeper(&self) -> Sweeper {
         let manager = self.clone();
-        let runtime = self.inner.projector.live_or_current();
+        let runtime = tokio::runtime::Handle::current();
         Periodic::spawn(
             &runtime,
             "scores sweeper",

@@ -223,8 +223,9 @@ thread_local! {
 }
 
 /// The most of its decompression buffer a kept decoder holds on to between reads; a larger
-/// one (a block of a big batch) is let go, so idle threads do not each hold megabytes.
-const KEPT_BUFFER_BYTES: usize = 1024 * 1024;
+/// one (a block of a big batch) is let go. Each thread that reads keeps its context (about
+/// 100 KiB) and at most this much until it ends: tokio's blocking threads end after 10 s idle.
+const KEPT_BUFFER_BYTES: usize = 256 * 1024;
 
 impl BlockDecoder {
     pub fn new() -> std::io::Result<Self> {
