@@ -22,26 +22,9 @@ pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>, postcard::Error> {
     Ok(out)
 }
 
-thread_local! {
-    /// This thread's encoder, kept between records: a zstd compression context is larger
-    /// still than a decompression one (`BlockDecoder::with_kept`), and a batch made one per
-    /// record.
-    static KEPT_ENCODER: std::cell::RefCell<Option<block::BlockEncoder>> =
-        const { std::cell::RefCell::new(None) };
-}
-
 /// The payload of a record holding `count` events whose encodings, concatenated, are `raw`.
 pub(crate) fn encode_payload(count: u32, raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    KEPT_ENCODER.with(|cell| {
-        let Ok(mut kept) = cell.try_borrow_mut() else {
-            return block::BlockEncoder::new(COMPRESSION_LEVEL)?.encode(count, raw);
-        };
-        let encoder = match &mut *kept {
-            Some(encoder) => encoder,
-            None => kept.insert(block::BlockEncoder::new(COMPRESSION_LEVEL)?),
-        };
-        encoder.encode(count, raw)
-    })
+    block::BlockEncoder::with_kept(COMPRESSION_LEVEL, |encoder| encoder.encode(count, raw))
 }
 
 /// The events of a record's payload.

@@ -122,6 +122,22 @@ impl BlockEncoder {
         })
     }
 
+    /// Runs `work` with this thread's encoder at `level`, kept for the next call: for callers
+    /// that encode a block now and then from whatever thread they are on (the Kinesis writer),
+    /// where a context per block (larger still than a decompression one) cost more than the
+    /// compression. The embedded log's writer threads own theirs ([`BlockEncoder::for_log`]).
+    pub fn with_kept<T>(
+        level: i32,
+        work: impl FnOnce(&mut BlockEncoder) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        with_kept_in(
+            &KEPT_ENCODER,
+            |kept: &BlockEncoder| (kept.level, kept.large_level) == (level, level),
+            || BlockEncoder::new(level),
+            work,
+        )
+    }
+
     /// For the embedded log's writer: at the default level (1) or below, large blocks use
     /// [`LARGE_BLOCK_LEVEL`], a faster level. Compression is most of the writer thread's work,
     /// and that thread is the shard's serial stage; a large block holds enough repetition that
@@ -216,10 +232,33 @@ pub struct BlockDecoder {
     buffer: Vec<u8>,
 }
 
+type Kept<C> = std::cell::RefCell<Option<C>>;
+
 thread_local! {
     /// This thread's decoder, kept between reads ([`BlockDecoder::with_kept`]).
-    static KEPT_DECODER: std::cell::RefCell<Option<BlockDecoder>> =
-        const { std::cell::RefCell::new(None) };
+    static KEPT_DECODER: Kept<BlockDecoder> = const { std::cell::RefCell::new(None) };
+    /// This thread's encoder, kept between blocks ([`BlockEncoder::with_kept`]).
+    static KEPT_ENCODER: Kept<BlockEncoder> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `work` with the codec this thread keeps in `slot`, made with `make` when there is none
+/// or the kept one does not `fit`. A `work` that calls back in gets a fresh codec, not a panic.
+fn with_kept_in<C: 'static, T, E: From<std::io::Error>>(
+    slot: &'static std::thread::LocalKey<Kept<C>>,
+    fits: impl Fn(&C) -> bool,
+    make: impl Fn() -> std::io::Result<C>,
+    work: impl FnOnce(&mut C) -> Result<T, E>,
+) -> Result<T, E> {
+    slot.with(|cell| {
+        let Ok(mut kept) = cell.try_borrow_mut() else {
+            return work(&mut make()?);
+        };
+        let codec = match kept.take() {
+            Some(codec) if fits(&codec) => kept.insert(codec),
+            _ => kept.insert(make()?),
+        };
+        work(codec)
+    })
 }
 
 /// The most of its decompression buffer a kept decoder holds on to between reads; a larger
@@ -244,20 +283,18 @@ impl BlockDecoder {
     where
         E: From<std::io::Error>,
     {
-        KEPT_DECODER.with(|cell| {
-            let Ok(mut kept) = cell.try_borrow_mut() else {
-                return work(&mut BlockDecoder::new()?);
-            };
-            let decoder = match &mut *kept {
-                Some(decoder) => decoder,
-                None => kept.insert(BlockDecoder::new()?),
-            };
-            let outcome = work(decoder);
-            if decoder.buffer.capacity() > KEPT_BUFFER_BYTES {
-                decoder.buffer = Vec::new();
-            }
-            outcome
-        })
+        with_kept_in(
+            &KEPT_DECODER,
+            |_| true,
+            BlockDecoder::new,
+            |decoder| {
+                let outcome = work(decoder);
+                if decoder.buffer.capacity() > KEPT_BUFFER_BYTES {
+                    decoder.buffer = Vec::new();
+                }
+                outcome
+            },
+        )
     }
 
     /// A payload's header and its body's raw (decompressed) bytes.
