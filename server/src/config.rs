@@ -82,10 +82,34 @@ pub enum Role {
 
 pub const ALL_ROLES: [Role; 3] = [Role::Ingest, Role::Projector, Role::Query];
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
     pub backend: Backend,
+    /// Embedded tables: the longest the read models' relaxed flushes go without a durable
+    /// commit (ms; 0: every flush). Each durable commit writes out what changed since the last
+    /// one and holds up every flush while it does, so this bounds both that pause and the replay
+    /// after a crash.
+    pub tables_sync_interval_ms: u64,
+}
+
+/// Longer would let one durable commit hold the read models up for seconds (a crash replays
+/// this much, too).
+pub const MAX_TABLES_SYNC_INTERVAL_MS: u64 = 60_000;
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            backend: Backend::default(),
+            tables_sync_interval_ms: 1000,
+        }
+    }
+}
+
+impl StorageSettings {
+    pub fn tables_sync_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.tables_sync_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -305,6 +329,10 @@ impl Config {
             limits.max_event_bytes > 0,
             "limits.max_event_bytes must be > 0"
         );
+        anyhow::ensure!(
+            self.storage.tables_sync_interval_ms <= MAX_TABLES_SYNC_INTERVAL_MS,
+            "storage.tables_sync_interval_ms must be at most {MAX_TABLES_SYNC_INTERVAL_MS}"
+        );
         anyhow::ensure!(self.log.shards > 0, "log.shards must be > 0");
         anyhow::ensure!(self.log.segment_mib > 0, "log.segment_mib must be > 0");
         self.projector
@@ -432,6 +460,30 @@ mod tests {
         assert!(error.contains("max_line_bytes"), "{error}");
         let typo = toml::from_str::<Config>("[graphite]\nenable = true\n");
         assert!(typo.unwrap_err().to_string().contains("enable"));
+    }
+
+    #[test]
+    fn tables_sync_interval_is_read_and_bounded() {
+        assert_eq!(
+            Config::default().storage.tables_sync_interval(),
+            std::time::Duration::from_secs(1)
+        );
+        let every: Config = toml::from_str(
+            "[storage]
+tables_sync_interval_ms = 0
+",
+        )
+        .unwrap();
+        every.validate().unwrap();
+        assert!(every.storage.tables_sync_interval().is_zero());
+        let long: Config = toml::from_str(
+            "[storage]
+tables_sync_interval_ms = 60001
+",
+        )
+        .unwrap();
+        let error = long.validate().unwrap_err().to_string();
+        assert!(error.contains("tables_sync_interval_ms"), "{error}");
     }
 
     #[test]

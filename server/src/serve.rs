@@ -52,6 +52,7 @@ impl DataDir {
         log_config.dedup_capacity = config.log.dedup_capacity_per_shard;
         let log = EmbeddedLog::open(log_config).context("opening the event log")?;
         let tables = EmbeddedTables::open(&config.tables_path()).context("opening the tables")?;
+        tables.set_sync_interval(config.storage.tables_sync_interval());
         Ok(DataDir {
             log: Arc::new(log),
             tables: Arc::new(tables),

@@ -326,6 +326,60 @@ async fn a_crash_undoes_only_a_suffix_of_relaxed_commits() {
     }
 }
 
+/// Set in the child process of `a_zero_sync_interval_makes_every_relaxed_commit_durable`.
+const ZERO_INTERVAL_CHILD: &str = "SHOAL_TEST_ZERO_SYNC_INTERVAL_CHILD";
+
+/// With `set_sync_interval(ZERO)` every group is committed durably, so a crash right after a run
+/// of relaxed commits keeps all of them (with the default interval, the same run of commits in
+/// well under a second after a durable write would be undone; see the test above).
+#[tokio::test]
+async fn a_zero_sync_interval_makes_every_relaxed_commit_durable() {
+    use shoal_storage::TransactOp;
+    let flushed = |i: usize| Key::new("tenant#entity", format!("item-{i:03}"));
+    if let Some(path) = std::env::var_os(ZERO_INTERVAL_CHILD) {
+        let tables = EmbeddedTables::open(std::path::Path::new(&path)).expect("open");
+        tables.set_sync_interval(std::time::Duration::ZERO);
+        for i in 0..20 {
+            let put = TransactOp::Put {
+                table: TableName::Views,
+                key: flushed(i),
+                item: counter(i as f64),
+                condition: None,
+            };
+            tables.transact_relaxed(vec![put]).await.expect("transact");
+        }
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("tables.redb");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_zero_sync_interval_makes_every_relaxed_commit_durable",
+            "--test-threads=1",
+        ])
+        .env(ZERO_INTERVAL_CHILD, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running the child");
+    assert!(
+        !status.success(),
+        "the child must abort, not exit: {status}"
+    );
+    let tables = EmbeddedTables::open(&path).expect("reopen after the crash");
+    for i in 0..20 {
+        assert_eq!(
+            tables
+                .get(TableName::Views, &flushed(i))
+                .await
+                .expect("get"),
+            Some(counter(i as f64)),
+            "relaxed commit {i} was undone by the crash"
+        );
+    }
+}
+
 /// Rough figures, not an assertion: `cargo test -p shoal-storage --release --test
 /// embedded_table -- --ignored --nocapture throughput`. Uses the target directory's disk, not
 /// a tmpfs, so the fsync per commit is real.

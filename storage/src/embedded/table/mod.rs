@@ -12,7 +12,8 @@
 //! - every write is on disk ([`Durability::Immediate`], fsync) before the call returns, except
 //!   `transact_relaxed`: a projector flush, which the log can always make again, is committed
 //!   without an fsync and made durable by the next durable commit: any write that asks for it,
-//!   the first group once `commit::SYNC_INTERVAL` has passed, or the close. A crash before that
+//!   the first group once the sync interval (1 s unless [`EmbeddedTables::set_sync_interval`]
+//!   says otherwise) has passed, or the close. A crash before that
 //!   undoes it; redb undoes only whole transactions, newest first, so a crash loses a suffix of
 //!   flushes and never keeps a checkpoint without its items;
 //! - `write` is atomic here too (one transaction), which is stronger than the trait promises;
@@ -147,6 +148,13 @@ impl EmbeddedTables {
         self.inner
             .commit_nice
             .store(nice, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Commits a group of relaxed writes durably once the last durable commit is `interval`
+    /// old (from the next group on; zero: every group). A shorter interval makes each durable
+    /// commit smaller, and every read model waits for it; a crash replays at most this much.
+    pub fn set_sync_interval(&self, interval: std::time::Duration) {
+        commit::lock(&self.inner.queue).sync_interval = interval;
     }
 
     /// Runs blocking redb work on tokio's blocking pool.
