@@ -13,7 +13,9 @@
 //!   order (redb serialised them in some order before, too);
 //! - every operation checks all its conditions and input before its first write (`ops`), so a
 //!   request refused for its own reasons (a failed condition, invalid input) has written
-//!   nothing, and the others go on;
+//!   nothing, and the others go on. A transaction's input is checked (and its ops put in key
+//!   order) before it is queued, on the caller's task (`ops::Prepared`): it needs no database,
+//!   and this thread is the one every flush waits for;
 //! - any other failure (I/O, a corrupt page, redb) may have left a request half-written, so it
 //!   fails the whole group: the transaction is dropped (redb rolls it back) and every request
 //!   of the group gets an error;
@@ -44,7 +46,7 @@
 
 use super::ops;
 use super::{Inner, RedbStore, redb_error};
-use crate::{Error, Item, Result, TableName, TransactOp, Update, WriteOp};
+use crate::{Error, Item, Result, TableName, Update, WriteOp};
 use redb::Durability;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -56,9 +58,9 @@ use tokio::sync::oneshot;
 pub(crate) enum Request {
     Write(TableName, Vec<WriteOp>),
     Update(TableName, Update),
-    Transact(Vec<TransactOp>),
+    Transact(ops::Prepared),
     /// A transact that a crash may undo until the next durable commit.
-    TransactRelaxed(Vec<TransactOp>),
+    TransactRelaxed(ops::Prepared),
 }
 
 impl Request {
@@ -278,7 +280,7 @@ fn run_group(inner: &Inner, requests: Vec<Request>, durability: Durability) -> R
                 Request::Write(table, ops) => ops::write(&mut store, table, ops).map(|()| None),
                 Request::Update(table, update) => ops::update(&mut store, table, &update).map(Some),
                 Request::Transact(ops) | Request::TransactRelaxed(ops) => {
-                    ops::transact(&mut store, ops).map(|()| None)
+                    ops::transact_prepared(&mut store, ops).map(|()| None)
                 }
             };
             match outcome {

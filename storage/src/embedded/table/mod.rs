@@ -516,13 +516,15 @@ impl Table for EmbeddedTables {
     }
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        commit::submit(&self.inner, commit::Request::Transact(transaction))
+        let prepared = ops::Prepared::new(transaction)?;
+        commit::submit(&self.inner, commit::Request::Transact(prepared))
             .await
             .map(|_| ())
     }
 
     async fn transact_relaxed(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        commit::submit(&self.inner, commit::Request::TransactRelaxed(transaction))
+        let prepared = ops::Prepared::new(transaction)?;
+        commit::submit(&self.inner, commit::Request::TransactRelaxed(prepared))
             .await
             .map(|_| ())
     }

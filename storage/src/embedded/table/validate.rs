@@ -173,27 +173,59 @@ pub(crate) fn transaction(ops: &[TransactOp]) -> Result<()> {
     }
     let mut seen = HashSet::with_capacity(ops.len());
     for op in ops {
+        transact_op(op)?;
         let (table, op_key) = transact_target(op);
-        match op {
-            TransactOp::Put {
-                key: put_key,
-                item: put_item,
-                ..
-            } => item(put_key, put_item)?,
-            TransactOp::Update {
-                update: op_update, ..
-            } => update(op_update)?,
-            TransactOp::Delete { .. } | TransactOp::Check { .. } => {}
-        }
-        key(op_key)?;
         if !seen.insert((table, op_key)) {
-            return Err(invalid(format!(
-                "the transaction touches {op_key:?} in {} more than once",
-                table.as_str()
-            )));
+            return Err(repeated(table, op_key));
         }
     }
     Ok(())
+}
+
+/// [`transaction`] for ops in `(table, key)` order, where a repeat sits beside its twin: no set
+/// to hash every key into.
+pub(crate) fn sorted_transaction(ops: &[TransactOp]) -> Result<()> {
+    if ops.is_empty() {
+        return Err(invalid("the transaction is empty".to_owned()));
+    }
+    let mut previous = None;
+    for op in ops {
+        transact_op(op)?;
+        let target = transact_target(op);
+        match previous {
+            Some(earlier) if earlier == target => return Err(repeated(target.0, target.1)),
+            Some(earlier) if earlier > target => {
+                return Err(Error::Backend(
+                    "a prepared transaction is not in key order".to_owned(),
+                ));
+            }
+            _ => previous = Some(target),
+        }
+    }
+    Ok(())
+}
+
+/// One op of a transaction: its key, and its item or update.
+fn transact_op(op: &TransactOp) -> Result<()> {
+    match op {
+        TransactOp::Put {
+            key: put_key,
+            item: put_item,
+            ..
+        } => item(put_key, put_item)?,
+        TransactOp::Update {
+            update: op_update, ..
+        } => update(op_update)?,
+        TransactOp::Delete { .. } | TransactOp::Check { .. } => {}
+    }
+    key(transact_target(op).1)
+}
+
+fn repeated(table: TableName, op_key: &Key) -> Error {
+    invalid(format!(
+        "the transaction touches {op_key:?} in {} more than once",
+        table.as_str()
+    ))
 }
 
 /// An item's size by DynamoDB's rules: names and values in bytes, numbers about one byte per two
@@ -233,12 +265,68 @@ fn value_size(value: &Value) -> usize {
 }
 
 fn number_size(number: f64) -> usize {
-    // `{:e}` is the shortest form that reads back to the same f64: its mantissa's digits are the
-    // significant digits DynamoDB would store.
-    let text = format!("{number:e}");
-    let mantissa = text.split('e').next().unwrap_or_default();
-    let digits = mantissa.bytes().filter(u8::is_ascii_digit).count();
-    digits.div_ceil(2) + 1
+    significant_digits(number).div_ceil(2) + 1
+}
+
+/// The significant digits DynamoDB would store for `number`: those of the shortest decimal that
+/// reads back to the same f64. Most stored numbers are counts, so integers are counted without
+/// formatting; the rest are formatted on the stack (this runs for every number of every item a
+/// flush writes).
+fn significant_digits(number: f64) -> usize {
+    const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+    if number == 0.0 {
+        return 1;
+    }
+    if number.fract() == 0.0 && number.abs() < EXACT_INTEGER {
+        let mut integer = number.abs() as u64;
+        while integer.is_multiple_of(10) {
+            integer /= 10;
+        }
+        return integer.checked_ilog10().map_or(1, |log| log as usize + 1);
+    }
+    // `{:e}` is the shortest form that reads back to the same f64: its mantissa's digits are
+    // the significant digits.
+    let mut text = StackText::default();
+    if std::fmt::Write::write_fmt(&mut text, format_args!("{number:e}")).is_err() {
+        // Longer than any f64's shortest form (17 digits, sign, point, exponent): not reached.
+        return 17;
+    }
+    text.as_bytes()
+        .iter()
+        .take_while(|byte| **byte != b'e')
+        .filter(|byte| byte.is_ascii_digit())
+        .count()
+}
+
+/// A formatting target on the stack, big enough for any f64 in `{:e}` form.
+struct StackText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let target = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        target.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +400,56 @@ mod tests {
         };
         assert!(transaction(&[check(TableName::Views), check(TableName::Control)]).is_ok());
         assert!(transaction(&[check(TableName::Views), check(TableName::Views)]).is_err());
+    }
+
+    #[test]
+    fn sorted_transactions_find_a_repeat_beside_its_twin() {
+        assert!(sorted_transaction(&[]).is_err());
+        let check = |table, sk: &str| TransactOp::Check {
+            table,
+            key: key_of("p", sk),
+            condition: crate::Condition::ItemExists,
+        };
+        let ops = [
+            check(TableName::Views, "a"),
+            check(TableName::Views, "b"),
+            check(TableName::Control, "a"),
+        ];
+        let mut sorted = ops.to_vec();
+        sorted.sort_unstable_by(|left, right| transact_target(left).cmp(&transact_target(right)));
+        assert!(sorted_transaction(&sorted).is_ok());
+        let repeat = [check(TableName::Views, "a"), check(TableName::Views, "a")];
+        let error = sorted_transaction(&repeat).unwrap_err().to_string();
+        assert!(error.contains("more than once"), "{error}");
+        // Out of order is a caller's bug, not something to let through.
+        let mut reversed = sorted.clone();
+        reversed.reverse();
+        assert!(sorted_transaction(&reversed).is_err());
+    }
+
+    proptest::proptest! {
+        /// The integer shortcut and the stack formatting count what formatting `{:e}` on the
+        /// heap counted.
+        #[test]
+        fn significant_digits_match_the_shortest_decimal(
+            bits in proptest::num::u64::ANY,
+            integer in -10_000_000_000_i64..10_000_000_000,
+            scale in 0_u32..6,
+        ) {
+            let by_text = |number: f64| {
+                let text = format!("{number:e}");
+                let mantissa = text.split('e').next().unwrap_or_default();
+                mantissa.bytes().filter(u8::is_ascii_digit).count()
+            };
+            let any = f64::from_bits(bits);
+            if any.is_finite() {
+                proptest::prop_assert_eq!(significant_digits(any), by_text(any), "{}", any);
+            }
+            let round = integer as f64 * 10f64.powi(scale as i32);
+            proptest::prop_assert_eq!(significant_digits(round), by_text(round), "{}", round);
+            let decimal = integer as f64 / 10f64.powi(scale as i32);
+            proptest::prop_assert_eq!(significant_digits(decimal), by_text(decimal), "{}", decimal);
+        }
     }
 
     #[test]
