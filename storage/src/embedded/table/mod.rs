@@ -34,7 +34,7 @@
 //! bounds and paging (`range`, `cursor`) and the write operations over any item store
 //! (`ops`) — are shared with the in-memory double, [`crate::memory::MemoryTables`].
 
-mod codec;
+pub(crate) mod codec;
 mod commit;
 pub(crate) mod condition;
 pub(crate) mod cursor;
@@ -235,6 +235,13 @@ impl ops::ItemStore for RedbStore<'_> {
             .transpose()
     }
 
+    fn store_encoded(&mut self, table: TableName, key: &Key, bytes: Vec<u8>) -> Result<()> {
+        self.table(table)?
+            .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())
+            .map_err(redb_error)?;
+        Ok(())
+    }
+
     fn store(&mut self, table: TableName, key: &Key, item: Item) -> Result<()> {
         // One encoding buffer for the whole transaction, not one allocation per item.
         let buffer = codec::encode_item(&item, std::mem::take(&mut self.buffer))?;
@@ -253,6 +260,11 @@ impl ops::ItemStore for RedbStore<'_> {
             .map_err(redb_error)?;
         Ok(())
     }
+}
+
+/// A put's item as redb stores it, encoded on the writer's task (`ops::Prepared`).
+fn encode_put(item: &Item) -> Result<Vec<u8>> {
+    codec::encode_item(item, Vec::new())
 }
 
 /// One row of a redb range scan.
@@ -516,14 +528,14 @@ impl Table for EmbeddedTables {
     }
 
     async fn transact(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        let prepared = ops::Prepared::new(transaction)?;
+        let prepared = ops::Prepared::new(transaction)?.encode_puts(encode_put)?;
         commit::submit(&self.inner, commit::Request::Transact(prepared))
             .await
             .map(|_| ())
     }
 
     async fn transact_relaxed(&self, transaction: Vec<TransactOp>) -> Result<()> {
-        let prepared = ops::Prepared::new(transaction)?;
+        let prepared = ops::Prepared::new(transaction)?.encode_puts(encode_put)?;
         commit::submit(&self.inner, commit::Request::TransactRelaxed(prepared))
             .await
             .map(|_| ())

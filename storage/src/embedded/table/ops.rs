@@ -15,6 +15,9 @@ pub(crate) trait ItemStore {
     fn load(&mut self, table: TableName, key: &Key) -> Result<Option<Item>>;
     /// Takes the item by value: the in-memory double keeps it, so it needs no copy.
     fn store(&mut self, table: TableName, key: &Key, item: Item) -> Result<()>;
+    /// Stores an item in the store's own encoding ([`Prepared::encode_puts`] with the encoder
+    /// the store's owner uses); a store that keeps items decodes it.
+    fn store_encoded(&mut self, table: TableName, key: &Key, bytes: Vec<u8>) -> Result<()>;
     fn erase(&mut self, table: TableName, key: &Key) -> Result<()>;
 }
 
@@ -59,7 +62,11 @@ pub(crate) fn transact(store: &mut impl ItemStore, ops: Vec<TransactOp>) -> Resu
 /// needs no store. The embedded backend prepares a transaction on the caller's task, not on its
 /// one commit thread, which every read model's flush waits for (validating a flush there took
 /// ~9 % of that thread under a steady load; BENCHMARKS.md, "Session 18").
-pub(crate) struct Prepared(Vec<TransactOp>);
+pub(crate) struct Prepared {
+    ops: Vec<TransactOp>,
+    /// Per op, a put's item already in the store's encoding ([`Prepared::encode_puts`]).
+    encoded: Vec<Option<Vec<u8>>>,
+}
 
 impl Prepared {
     pub(crate) fn new(mut ops: Vec<TransactOp>) -> Result<Prepared> {
@@ -69,15 +76,42 @@ impl Prepared {
             validate::transact_target(left).cmp(&validate::transact_target(right))
         });
         validate::sorted_transaction(&ops)?;
-        Ok(Prepared(ops))
+        Ok(Prepared {
+            ops,
+            encoded: Vec::new(),
+        })
+    }
+
+    /// Encodes every put's item with `encode` now, and lets go of the item: a put's bytes do
+    /// not depend on what is stored, so a store with an encoding of its own (redb's bytes) need
+    /// not encode, nor free, the items on its commit thread.
+    pub(crate) fn encode_puts(
+        mut self,
+        encode: impl Fn(&crate::Item) -> Result<Vec<u8>>,
+    ) -> Result<Prepared> {
+        self.encoded = self
+            .ops
+            .iter_mut()
+            .map(|op| match op {
+                TransactOp::Put { item, .. } => {
+                    let bytes = encode(item)?;
+                    *item = crate::Item::new();
+                    Ok(Some(bytes))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(self)
     }
 }
 
 /// [`transact`] of a prepared transaction.
-pub(crate) fn transact_prepared(store: &mut impl ItemStore, ops: Prepared) -> Result<()> {
-    let Prepared(ops) = ops;
+pub(crate) fn transact_prepared(store: &mut impl ItemStore, prepared: Prepared) -> Result<()> {
+    let Prepared { ops, encoded } = prepared;
+    let mut encoded = encoded.into_iter();
     let mut effects = Vec::with_capacity(ops.len());
     for op in ops {
+        let bytes = encoded.next().flatten();
         let effect = match op {
             TransactOp::Put {
                 table,
@@ -88,7 +122,11 @@ pub(crate) fn transact_prepared(store: &mut impl ItemStore, ops: Prepared) -> Re
                 if let Some(condition) = &condition {
                     check(Some(condition), store.load(table, &key)?.as_ref())?;
                 }
-                (table, key, Effect::Store(item))
+                let effect = match bytes {
+                    Some(bytes) => Effect::StoreEncoded(bytes),
+                    None => Effect::Store(item),
+                };
+                (table, key, effect)
             }
             TransactOp::Update { table, update } => {
                 let next = updated(store.load(table, &update.key)?, &update)?;
@@ -121,6 +159,8 @@ pub(crate) fn transact_prepared(store: &mut impl ItemStore, ops: Prepared) -> Re
 /// What one op of a transaction does once every condition holds.
 enum Effect {
     Store(Item),
+    /// An item encoded ahead ([`Prepared::encode_puts`]).
+    StoreEncoded(Vec<u8>),
     Erase,
     Nothing,
 }
@@ -139,6 +179,7 @@ fn apply_sorted(store: &mut impl ItemStore, effects: Vec<(TableName, Key, Effect
     for (table, key, effect) in effects {
         match effect {
             Effect::Store(item) => store.store(table, &key, item)?,
+            Effect::StoreEncoded(bytes) => store.store_encoded(table, &key, bytes)?,
             Effect::Erase => store.erase(table, &key)?,
             Effect::Nothing => {}
         }
