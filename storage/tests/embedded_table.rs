@@ -245,6 +245,23 @@ async fn the_commit_count_moves_with_writes_only() {
 /// path it writes to before it aborts.
 const CRASH_CHILD: &str = "SHOAL_TEST_RELAXED_CRASH_CHILD";
 
+/// Runs `test` of this binary again as a child with `variable` set to `path`, checks that it
+/// aborted (as a crash would stop it), and opens the tables it left.
+fn crashed_child(test: &str, variable: &str, path: &std::path::Path) -> EmbeddedTables {
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--test-threads=1"])
+        .env(variable, path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running the child");
+    assert!(
+        !status.success(),
+        "the child must abort, not exit: {status}"
+    );
+    EmbeddedTables::open(path).expect("reopen after the crash")
+}
+
 /// What a crash undoes of relaxed commits is a suffix: never a checkpoint without the items it
 /// was committed with, never a later flush without the earlier ones, and never a durable write.
 /// The test runs itself again as a child that commits, then aborts without closing the file.
@@ -280,23 +297,11 @@ async fn a_crash_undoes_only_a_suffix_of_relaxed_commits() {
         std::process::abort();
     }
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("tables.redb");
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "a_crash_undoes_only_a_suffix_of_relaxed_commits",
-            "--test-threads=1",
-        ])
-        .env(CRASH_CHILD, &path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("running the child");
-    assert!(
-        !status.success(),
-        "the child must abort, not exit: {status}"
+    let tables = crashed_child(
+        "a_crash_undoes_only_a_suffix_of_relaxed_commits",
+        CRASH_CHILD,
+        &dir.path().join("tables.redb"),
     );
-    let tables = EmbeddedTables::open(&path).expect("reopen after the crash");
     assert_eq!(
         tables
             .get(TableName::Views, &Key::new("tenant#entity", "durable"))
@@ -351,23 +356,11 @@ async fn a_zero_sync_interval_makes_every_relaxed_commit_durable() {
         std::process::abort();
     }
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("tables.redb");
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "a_zero_sync_interval_makes_every_relaxed_commit_durable",
-            "--test-threads=1",
-        ])
-        .env(ZERO_INTERVAL_CHILD, &path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("running the child");
-    assert!(
-        !status.success(),
-        "the child must abort, not exit: {status}"
+    let tables = crashed_child(
+        "a_zero_sync_interval_makes_every_relaxed_commit_durable",
+        ZERO_INTERVAL_CHILD,
+        &dir.path().join("tables.redb"),
     );
-    let tables = EmbeddedTables::open(&path).expect("reopen after the crash");
     for i in 0..20 {
         assert_eq!(
             tables
