@@ -101,7 +101,8 @@ impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             backend: Backend::default(),
-            tables_sync_interval_ms: 1000,
+            tables_sync_interval_ms: shoal_storage::embedded::table::DEFAULT_SYNC_INTERVAL
+                .as_millis() as u64,
         }
     }
 }

@@ -80,7 +80,7 @@ impl Request {
 /// commits, stayed at ~90 ms), peak RSS fell 7–10 %, and batched ingest did not slow
 /// (BENCHMARKS.md, "Session 18"). Every 250 ms the fsyncs began to delay the median write.
 /// A crash costs at most this much replay.
-pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// No priority asked for: the committer keeps the opener's.
 pub(crate) const NICE_UNSET: i32 = i32::MIN;

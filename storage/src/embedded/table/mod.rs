@@ -36,6 +36,7 @@
 
 pub(crate) mod codec;
 mod commit;
+pub use commit::DEFAULT_SYNC_INTERVAL;
 pub(crate) mod condition;
 pub(crate) mod cursor;
 pub(crate) mod ops;
@@ -213,6 +214,14 @@ impl<'txn> RedbStore<'txn> {
         slot.as_mut()
             .ok_or_else(|| Error::Backend("a table failed to open".to_owned()))
     }
+
+    /// Writes an item's stored bytes under `key`.
+    fn insert(&mut self, table: TableName, key: &Key, bytes: &[u8]) -> Result<()> {
+        self.table(table)?
+            .insert((key.pk.as_str(), key.sk.as_str()), bytes)
+            .map_err(redb_error)?;
+        Ok(())
+    }
 }
 
 fn table_index(table: TableName) -> usize {
@@ -236,10 +245,7 @@ impl ops::ItemStore for RedbStore<'_> {
     }
 
     fn store_encoded(&mut self, table: TableName, key: &Key, bytes: Vec<u8>) -> Result<()> {
-        self.table(table)?
-            .insert((key.pk.as_str(), key.sk.as_str()), bytes.as_slice())
-            .map_err(redb_error)?;
-        Ok(())
+        self.insert(table, key, &bytes)
     }
 
     fn store(&mut self, table: TableName, key: &Key, item: Item) -> Result<()> {
@@ -247,11 +253,9 @@ impl ops::ItemStore for RedbStore<'_> {
         let buffer = codec::encode_item(&item, std::mem::take(&mut self.buffer))?;
         // Free the item before the insert, while its memory is still hot in the cache.
         drop(item);
-        self.table(table)?
-            .insert((key.pk.as_str(), key.sk.as_str()), buffer.as_slice())
-            .map_err(redb_error)?;
+        let inserted = self.insert(table, key, &buffer);
         self.buffer = buffer;
-        Ok(())
+        inserted
     }
 
     fn erase(&mut self, table: TableName, key: &Key) -> Result<()> {

@@ -270,10 +270,14 @@ fn number_size(number: f64) -> usize {
 
 /// The significant digits DynamoDB would store for `number`: those of the shortest decimal that
 /// reads back to the same f64. Most stored numbers are counts, so integers are counted without
-/// formatting; the rest are formatted on the stack (this runs for every number of every item a
-/// flush writes).
+/// formatting; the rest are formatted by `ryu` into a buffer on the stack (this runs for every
+/// number of every item a flush writes).
 fn significant_digits(number: f64) -> usize {
     const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+    if !number.is_finite() {
+        // `inf` and `NaN` have no digits (and never get this far: `number` refuses them).
+        return 0;
+    }
     if number == 0.0 {
         return 1;
     }
@@ -284,49 +288,17 @@ fn significant_digits(number: f64) -> usize {
         }
         return integer.checked_ilog10().map_or(1, |log| log as usize + 1);
     }
-    // `{:e}` is the shortest form that reads back to the same f64: its mantissa's digits are
-    // the significant digits.
-    let mut text = StackText::default();
-    if std::fmt::Write::write_fmt(&mut text, format_args!("{number:e}")).is_err() {
-        // Longer than any f64's shortest form (17 digits, sign, point, exponent): not reached.
-        return 17;
-    }
-    text.as_bytes()
-        .iter()
-        .take_while(|byte| **byte != b'e')
-        .filter(|byte| byte.is_ascii_digit())
+    // `ryu` writes the shortest digits as `123.45`, `0.0012` or `1.5e-7`: the mantissa's digits
+    // without the zeros that only place the point are the significant ones.
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(number);
+    let mantissa = text.split('e').next().unwrap_or_default();
+    mantissa
+        .trim_start_matches(['-', '0', '.'])
+        .trim_end_matches(['0', '.'])
+        .bytes()
+        .filter(u8::is_ascii_digit)
         .count()
-}
-
-/// A formatting target on the stack, big enough for any f64 in `{:e}` form.
-struct StackText {
-    bytes: [u8; 40],
-    len: usize,
-}
-
-impl Default for StackText {
-    fn default() -> Self {
-        StackText {
-            bytes: [0; 40],
-            len: 0,
-        }
-    }
-}
-
-impl StackText {
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        let end = self.len + text.len();
-        let target = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        target.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
