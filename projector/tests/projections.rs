@@ -457,6 +457,59 @@ async fn small_transactions_give_the_same_read_models() {
     );
 }
 
+/// A profile stored as JSON text (before profiles were stored as bytes) is read, folded onto
+/// and rewritten as bytes by the next event, with nothing lost.
+#[tokio::test]
+async fn a_profile_stored_as_json_text_is_carried_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    let tables = Arc::new(MemoryTables::new());
+    let key = Key::new("v1#acme#entity#u1", "profile");
+    let legacy = r#"{"first_seen":1704060000000,"last_seen":1704060000000,"traits":{"plan":"trial"},
+        "totals":{"login.seconds":2.5},"counts":{"login":5,"$identify":1},"events":6}"#;
+    let mut item = Item::new();
+    item.insert("state".into(), Value::S(legacy.into()));
+    tables
+        .write(
+            TableName::Views,
+            vec![shoal_storage::WriteOp::Put {
+                key: key.clone(),
+                item,
+            }],
+        )
+        .await
+        .unwrap();
+    log.append(vec![track("u1", "login", T + 1000, r#"{"seconds":5}"#)])
+        .await
+        .unwrap();
+    catch_up(
+        log.clone(),
+        tables.clone(),
+        &shoal_projector::default_projections(log.as_ref()),
+        &ProjectorConfig::default(),
+    )
+    .await
+    .unwrap();
+
+    let stored = tables.get(TableName::Views, &key).await.unwrap().unwrap();
+    assert!(
+        matches!(stored.get("state"), Some(Value::B(_))),
+        "{stored:?}"
+    );
+    let u1 = entities::get(tables.as_ref(), "acme", "u1")
+        .await
+        .unwrap()
+        .unwrap()
+        .profile;
+    assert_eq!(u1.first_seen, Some(1_704_060_000_000));
+    assert_eq!(u1.last_seen, Some(T + 1000));
+    assert_eq!(u1.events, 7);
+    assert_eq!(u1.counts["login"], 6);
+    assert_eq!(u1.counts["$identify"], 1);
+    assert_eq!(u1.totals["login.seconds"], 7.5);
+    assert_eq!(u1.traits["plan"], "trial");
+}
+
 /// Appends that arrive while a caught-up worker's `flush_interval` runs share one flush: ten
 /// single-event appends 1 ms apart cost each worker two flushes (the first at once, the rest
 /// together), where without the interval each append is one (30 here, measured).

@@ -2,8 +2,8 @@
 //! counts per name per day, totals of numeric properties; and a per-tenant index for listing.
 //!
 //! Layout (`views`; see `docs/read-models.md`):
-//! - PK `v<version>#<tenant>#entity#<entity>`, SK `profile`: `state` (JSON of [`Profile`]),
-//!   `first_seen`, `last_seen`;
+//! - PK `v<version>#<tenant>#entity#<entity>`, SK `profile`: `state` ([`Profile`] as bytes; see
+//!   [`codec`]), `first_seen`, `last_seen`;
 //! - same PK, SK `day#<YYYY-MM-DD>` (UTC day of the event time): `counts`, a map of event name →
 //!   count that day;
 //! - PK `v<version>#<tenant>#entities`, SK `<last_seen, 20 digits>#<entity>`: the index entry
@@ -21,6 +21,7 @@
 //! Poison: properties that are not a JSON object; a total that would overflow to infinity.
 //! Metric events are ignored (they belong to `series`).
 
+mod codec;
 mod read;
 
 pub use read::{
@@ -163,10 +164,8 @@ impl Projection for Entities {
 
     fn decode(&self, key: &Key, item: Option<&Item>) -> Result<State> {
         if key.sk == PROFILE_SK {
-            let profile: Profile = match item.and_then(|item| item.get("state")) {
-                Some(Value::S(text)) => serde_json::from_str(text)
-                    .map_err(|error| Error::corrupt(key, error.to_string()))?,
-                Some(_) => return Err(Error::corrupt(key, "state is not text")),
+            let profile = match item.and_then(|item| item.get("state")) {
+                Some(state) => codec::decode(key, state)?,
                 None => Profile::default(),
             };
             let indexed_last_seen = profile.last_seen;
@@ -267,9 +266,9 @@ impl Projection for Entities {
         } = state
             .downcast_ref::<ProfileState>()
             .ok_or_else(|| Error::corrupt(key, "unexpected state"))?;
-        let text = serde_json::to_string(profile)
-            .map_err(|error| Error::corrupt(key, error.to_string()))?;
-        item.insert("state".into(), Value::S(text));
+        let traits = codec::traits_text(key, profile)?;
+        let state = codec::encode(key, profile, &traits)?;
+        item.insert("state".into(), Value::B(state));
         let (Some(first_seen), Some(last_seen)) = (profile.first_seen, profile.last_seen) else {
             return Ok(item);
         };
@@ -289,8 +288,12 @@ impl Projection for Entities {
         entry.insert("entity".into(), Value::S(entity.to_owned()));
         entry.insert("first_seen".into(), Value::N(first_seen as f64));
         entry.insert("last_seen".into(), Value::N(last_seen as f64));
-        let traits = serde_json::to_string(&profile.traits)
-            .map_err(|error| Error::corrupt(key, error.to_string()))?;
+        // The index entry's traits are JSON text of an object, `{}` when there are none.
+        let traits = if traits.is_empty() {
+            "{}".to_owned()
+        } else {
+            traits
+        };
         entry.insert("traits".into(), Value::S(traits));
         derived.push(Derived::Put {
             table: TableName::Views,

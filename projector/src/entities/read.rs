@@ -29,12 +29,10 @@ pub async fn get(tables: &dyn Table, tenant: &str, entity: &str) -> Result<Optio
     let Some(item) = tables.get(TableName::Views, &key).await? else {
         return Ok(None);
     };
-    let text = item
+    let state = item
         .get("state")
-        .and_then(Value::as_str)
         .ok_or_else(|| Error::corrupt(&key, "missing state"))?;
-    let profile: Profile =
-        serde_json::from_str(text).map_err(|error| Error::corrupt(&key, error.to_string()))?;
+    let profile = super::codec::decode(&key, state)?;
     Ok(Some(EntityView {
         entity: entity.to_owned(),
         profile,
