@@ -12,7 +12,8 @@
 //! - one series over the day at 1-minute steps (`GET /v1/series?series=…&step=1m`);
 //! - the day aggregated over every series (`GET /v1/series?metric=…&step=1h&combine=sum`).
 //!
-//! Then ingest→queryable: while `--load-connections` send batches at `--load-rate` events/s,
+//! Then ingest→queryable: while `--load-connections` send batches at `--load-rate` events/s
+//! (each connection's events for its own 1,000 customers, stamped with the time they are sent),
 //! a probe writes one event for a fresh customer and polls `GET /v1/entities/{id}` every
 //! millisecond until it answers 200.
 //! Latencies are measured by this client over loopback (HTTP included). Beside them, the
@@ -398,8 +399,11 @@ async fn ingest_to_queryable(
             let mut tick = tokio::time::interval(every);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
+                // The time of sending, as live traffic carries: each event moves its customer's
+                // last-seen, and so its entry in the entity list's index (a delete and a put).
+                let at = shoal_schemas::time::now_millis();
                 let events: Vec<Value> = (0..batch_size)
-                    .map(|i| json!({"name": "load", "entity": format!("load-{connection}-{}", i % 1000), "timestamp": now}))
+                    .map(|i| json!({"name": "load", "entity": format!("load-{connection}-{}", i % 1000), "timestamp": at}))
                     .collect();
                 let answer = http
                     .post(format!("{base}/v1/events"))
