@@ -457,6 +457,82 @@ async fn small_transactions_give_the_same_read_models() {
     );
 }
 
+/// The one-read lookup of an entity and its window's counts answers what the two reads it
+/// replaces answer, whatever the window, with day items before, inside and after it.
+#[tokio::test]
+async fn one_read_of_an_entity_and_its_counts_matches_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    let mut events = Vec::new();
+    for day in [0, 1, 1, 5, 40, 400] {
+        events.push(track("u1", "login", T + day * DAY + 1000, "{}"));
+    }
+    events.push(track("u1", "buy", T + 5 * DAY, r#"{"amount":3}"#));
+    events.push(common::event(
+        EventKind::Identify,
+        "u1",
+        "",
+        T + 2 * DAY,
+        r#"{"plan":"pro"}"#,
+        None,
+    ));
+    log.append(events).await.unwrap();
+    let tables = Arc::new(TestTables::new(usize::MAX));
+    catch_up(
+        log.clone(),
+        tables.clone(),
+        &shoal_projector::default_projections(log.as_ref()),
+        &ProjectorConfig::default(),
+    )
+    .await
+    .unwrap();
+    // Pages of two items: the window's days, the days after it and the profile span pages.
+    tables.page_cap.store(2, Ordering::SeqCst);
+
+    let windows = [
+        (T, T),
+        (T, T + DAY),
+        (T + DAY, T + 5 * DAY),
+        (T - 10 * DAY, T + 39 * DAY),
+        (T + 6 * DAY, T + 39 * DAY),
+        (T, T + 1000 * DAY),
+        (T + 401 * DAY, T + 500 * DAY),
+    ];
+    let profile = entities::get(tables.as_ref(), "acme", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    for (from, to) in windows {
+        let (view, counts) = entities::get_with_counts(tables.as_ref(), "acme", "u1", from, to)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view, profile);
+        let expected = entities::event_counts(tables.as_ref(), "acme", "u1", from, to)
+            .await
+            .unwrap();
+        assert_eq!(counts, expected, "window {from}..={to}");
+    }
+    let (_, window) = entities::get_with_counts(tables.as_ref(), "acme", "u1", T, T + 5 * DAY)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(window.get("login"), Some(&4));
+    assert_eq!(window.get("buy"), Some(&1));
+    assert_eq!(window.get("$identify"), Some(&1));
+    assert!(
+        entities::get_with_counts(tables.as_ref(), "acme", "nobody", T, T + DAY)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        entities::get_with_counts(tables.as_ref(), "acme", "u1", T + DAY, T)
+            .await
+            .is_err()
+    );
+}
+
 /// A profile stored as JSON text (before profiles were stored as bytes) is read, folded onto
 /// and rewritten as bytes by the next event, with nothing lost.
 #[tokio::test]

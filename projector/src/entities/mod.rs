@@ -25,7 +25,8 @@ mod codec;
 mod read;
 
 pub use read::{
-    EntityPage, EntityView, EventCountFilter, ListQuery, SortOrder, event_counts, get, list,
+    EntityPage, EntityView, EventCountFilter, ListQuery, SortOrder, event_counts, get,
+    get_with_counts, list,
 };
 
 use crate::keys::{padded_millis, views_pk};

@@ -1,6 +1,8 @@
 //! Reads of the entities read model, for the query side.
 //!
 //! - [`get`]: one item read.
+//! - [`get_with_counts`]: the profile and the window's day counts in one partition range read
+//!   (what `GET /v1/entities/{id}` uses).
 //! - [`event_counts`]: one partition query over the day items of the window (≤ days in window).
 //! - [`list`]: walks the tenant's index partition in `last_seen` order (newest first by
 //!   default) within the `last_seen` bounds, filters each entry by traits (held in the entry)
@@ -8,11 +10,11 @@
 //!   and stops at `limit` matches or after scanning `max_scan` entries; the cursor is the last
 //!   scanned entry's sort key, so a page costs O(scanned entries), independent of the offset.
 
-use super::{Profile, VERSION, day_sk, entity_pk, index_pk};
+use super::{PROFILE_SK, Profile, VERSION, day_sk, entity_pk, index_pk};
 use crate::keys::padded_millis;
 use crate::{Error, Result};
 use serde::Serialize;
-use shoal_storage::{Key, Query, SortRange, Table, TableName, Value};
+use shoal_storage::{Item, Key, Query, SortRange, Table, TableName, Value};
 use std::collections::BTreeMap;
 
 /// One entity's aggregates.
@@ -25,18 +27,61 @@ pub struct EntityView {
 
 /// One entity, or `None` when it was never seen.
 pub async fn get(tables: &dyn Table, tenant: &str, entity: &str) -> Result<Option<EntityView>> {
-    let key = Key::new(entity_pk(VERSION, tenant, entity), "profile");
+    let key = Key::new(entity_pk(VERSION, tenant, entity), PROFILE_SK);
     let Some(item) = tables.get(TableName::Views, &key).await? else {
         return Ok(None);
     };
+    view(entity, &key, &item).map(Some)
+}
+
+fn view(entity: &str, key: &Key, item: &Item) -> Result<EntityView> {
     let state = item
         .get("state")
-        .ok_or_else(|| Error::corrupt(&key, "missing state"))?;
-    let profile = super::codec::decode(&key, state)?;
-    Ok(Some(EntityView {
+        .ok_or_else(|| Error::corrupt(key, "missing state"))?;
+    Ok(EntityView {
         entity: entity.to_owned(),
-        profile,
-    }))
+        profile: super::codec::decode(key, state)?,
+    })
+}
+
+/// One entity and its counts per event name over the UTC days of `from..=to`, or `None` when
+/// it was never seen. One range read instead of [`get`] and [`event_counts`]: the profile and
+/// the day items share a partition, and `profile` sorts after every `day#…` key, so the
+/// range from the window's first day through `profile` holds both (and the days after the
+/// window, if events were stamped in the future: skipped). On DynamoDB that is one round trip
+/// fewer; embedded, one read transaction and B-tree descent fewer, and both from one snapshot.
+pub async fn get_with_counts(
+    tables: &dyn Table,
+    tenant: &str,
+    entity: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<(EntityView, BTreeMap<String, u64>)>> {
+    if from > to {
+        return Err(Error::InvalidArgument("from is after to".into()));
+    }
+    let last_day = day_sk(to);
+    let mut query = Query::partition(entity_pk(VERSION, tenant, entity))
+        .range(SortRange::Between(day_sk(from), PROFILE_SK.to_owned()));
+    let mut counts = BTreeMap::new();
+    loop {
+        let page = tables.query(TableName::Views, &query).await?;
+        for (key, item) in &page.items {
+            if key.sk == PROFILE_SK {
+                // The last key of the range: nothing follows it.
+                return Ok(Some((view(entity, key, item)?, counts)));
+            }
+            if key.sk <= last_day {
+                add_counts(&mut counts, item);
+            }
+        }
+        match page.next {
+            Some(next) => query = query.after(Some(next)),
+            // Day items without a profile: a profile commits with its first day item, so
+            // this is an entity never seen.
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Counts per event name over the UTC days of `from..=to` (ms; whole days).
@@ -56,16 +101,20 @@ pub async fn event_counts(
     loop {
         let page = tables.query(TableName::Views, &query).await?;
         for (_, item) in &page.items {
-            if let Some(Value::M(map)) = item.get("counts") {
-                for (name, count) in map {
-                    *counts.entry(name.clone()).or_default() +=
-                        count.as_f64().unwrap_or(0.0) as u64;
-                }
-            }
+            add_counts(&mut counts, item);
         }
         match page.next {
             Some(next) => query = query.after(Some(next)),
             None => return Ok(counts),
+        }
+    }
+}
+
+/// Adds a day item's counts to `counts`.
+fn add_counts(counts: &mut BTreeMap<String, u64>, item: &Item) {
+    if let Some(Value::M(map)) = item.get("counts") {
+        for (name, count) in map {
+            *counts.entry(name.clone()).or_default() += count.as_f64().unwrap_or(0.0) as u64;
         }
     }
 }

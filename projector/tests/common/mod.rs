@@ -80,6 +80,8 @@ pub struct TestTables {
     pub transacts: AtomicUsize,
     /// Item writes (ops) of every transact call, failed or not.
     pub ops: AtomicUsize,
+    /// At most this many items in a query's page, to exercise the readers' paging.
+    pub page_cap: AtomicUsize,
 }
 
 impl TestTables {
@@ -93,6 +95,7 @@ impl TestTables {
             written: Mutex::new(BTreeSet::new()),
             transacts: AtomicUsize::new(0),
             ops: AtomicUsize::new(0),
+            page_cap: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -194,7 +197,9 @@ impl Table for TestTables {
         self.inner.batch_get(table, keys).await
     }
     async fn query(&self, table: TableName, query: &Query) -> shoal_storage::Result<Page> {
-        self.inner.query(table, query).await
+        let cap = self.page_cap.load(Ordering::SeqCst);
+        let capped = query.clone().limit(query.limit.min(cap));
+        self.inner.query(table, &capped).await
     }
     async fn query_many(
         &self,
