@@ -457,6 +457,18 @@ async fn small_transactions_give_the_same_read_models() {
     );
 }
 
+/// Replays the whole log into `tables` with the default projections and settings.
+async fn catch_up_default(log: &Arc<dyn EventLog>, tables: Arc<dyn Table>) {
+    catch_up(
+        log.clone(),
+        tables,
+        &shoal_projector::default_projections(log.as_ref()),
+        &ProjectorConfig::default(),
+    )
+    .await
+    .unwrap();
+}
+
 /// The one-read lookup of an entity and its window's counts answers what the two reads it
 /// replaces answer, whatever the window, with day items before, inside and after it.
 #[tokio::test]
@@ -478,14 +490,7 @@ async fn one_read_of_an_entity_and_its_counts_matches_two() {
     ));
     log.append(events).await.unwrap();
     let tables = Arc::new(TestTables::new(usize::MAX));
-    catch_up(
-        log.clone(),
-        tables.clone(),
-        &shoal_projector::default_projections(log.as_ref()),
-        &ProjectorConfig::default(),
-    )
-    .await
-    .unwrap();
+    catch_up_default(&log, tables.clone()).await;
     // Pages of two items: the window's days, the days after it and the profile span pages.
     tables.page_cap.store(2, Ordering::SeqCst);
 
@@ -558,14 +563,7 @@ async fn a_profile_stored_as_json_text_is_carried_forward() {
     log.append(vec![track("u1", "login", T + 1000, r#"{"seconds":5}"#)])
         .await
         .unwrap();
-    catch_up(
-        log.clone(),
-        tables.clone(),
-        &shoal_projector::default_projections(log.as_ref()),
-        &ProjectorConfig::default(),
-    )
-    .await
-    .unwrap();
+    catch_up_default(&log, tables.clone()).await;
 
     let stored = tables.get(TableName::Views, &key).await.unwrap().unwrap();
     assert!(
