@@ -95,7 +95,10 @@ impl Client {
         Ok(status)
     }
 
-    async fn caught_up(&self) -> Result<bool> {
+    /// Whether every projection has applied at least `events` events and reached the log's
+    /// head. A backend that cannot count the records behind (Kinesis: `lag_records` is null)
+    /// is judged by `reached_head` and the count alone.
+    async fn caught_up(&self, events: u64) -> Result<bool> {
         let response = self
             .http
             .get(format!("{}/v1/projections", self.base))
@@ -103,11 +106,20 @@ impl Client {
             .send()
             .await?;
         let body: Value = response.json().await?;
+        let count = |shard: &Value, field: &str| shard[field].as_u64().unwrap_or(0);
         Ok(body["projections"].as_array().is_some_and(|projections| {
             projections.iter().all(|projection| {
-                projection["shards"]
-                    .as_array()
-                    .is_some_and(|shards| shards.iter().all(|shard| shard["lag_records"] == 0))
+                projection["shards"].as_array().is_some_and(|shards| {
+                    let applied: u64 = shards
+                        .iter()
+                        .map(|shard| count(shard, "events_applied") + count(shard, "dead_letters"))
+                        .sum();
+                    applied >= events
+                        && shards.iter().all(|shard| match &shard["lag_records"] {
+                            Value::Null => shard["reached_head"] == true,
+                            lag => *lag == 0,
+                        })
+                })
             })
         }))
     }
@@ -128,8 +140,11 @@ async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Re
     load_entities(&client, args, now).await?;
     load_series(&client, args, day).await?;
     let loaded = loading.elapsed();
+    let points = u64::from(args.series) * (1440 + u64::from(args.history_days) * 48);
+    // Each customer's identify event, then its track events.
+    let events = u64::from(args.entities) * (u64::from(args.events_per_entity) + 1);
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !client.caught_up().await? {
+    while !client.caught_up(events + points).await? {
         if Instant::now() > deadline {
             bail!("the projections did not catch up within 600 s");
         }
@@ -138,7 +153,7 @@ async fn measure(args: &QueryArgs, server: &SpawnedServer, read_key: &str) -> Re
     println!(
         "loaded {} events and {} points in {:.1} s; projections caught up after {:.1} s",
         args.entities * args.events_per_entity,
-        u64::from(args.series) * (1440 + u64::from(args.history_days) * 48),
+        points,
         loaded.as_secs_f64(),
         loading.elapsed().as_secs_f64()
     );
