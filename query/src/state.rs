@@ -9,6 +9,7 @@ use shoal_storage::tenants::{KeyKind, TenantStore};
 use shoal_storage::{EventLog, Table};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub struct QueryState {
     pub(crate) tables: Arc<dyn Table>,
@@ -25,11 +26,32 @@ pub struct QueryState {
     pub(crate) freshness: Mutex<HashMap<String, KeptFreshness>>,
 }
 
-/// A projection's freshness as read at `version` when the tables' commit count was `commits`.
+/// How long a freshness read is kept on tables that cannot count their commits (DynamoDB):
+/// reading the checkpoints was one of an entity lookup's two round trips. A kept read can only
+/// understate how fresh the data is (checkpoints only move forward), by at most this long,
+/// about one Kinesis poll of a shard (at most five a second).
+pub(crate) const UNCOUNTED_FRESHNESS_TTL: Duration = Duration::from_millis(200);
+
+/// A projection's freshness as read at `version`, at `read_at`, when the tables' commit count
+/// was `commits` (`None`: tables that do not count).
 pub(crate) struct KeptFreshness {
     pub(crate) version: u32,
-    pub(crate) commits: u64,
+    pub(crate) commits: Option<u64>,
+    pub(crate) read_at: Instant,
     pub(crate) freshness: Arc<Freshness>,
+}
+
+impl KeptFreshness {
+    /// Whether this read still stands for `version` when the tables' commit count is `commits`:
+    /// counted tables, while nothing committed since; uncounted ones, for a short while.
+    pub(crate) fn holds(&self, version: u32, commits: Option<u64>, now: Instant) -> bool {
+        self.version == version
+            && match (self.commits, commits) {
+                (Some(kept), Some(now)) => kept == now,
+                (None, None) => now.duration_since(self.read_at) < UNCOUNTED_FRESHNESS_TTL,
+                _ => false,
+            }
+    }
 }
 
 impl QueryState {
@@ -99,4 +121,45 @@ fn presented_key(headers: &HeaderMap) -> Result<String> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
     shoal_storage::tenants::presented_key(text(header::AUTHORIZATION.as_str()), text("x-api-key"))
         .ok_or(Error::Unauthorized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(version: u32, commits: Option<u64>, read_at: Instant) -> KeptFreshness {
+        KeptFreshness {
+            version,
+            commits,
+            read_at,
+            freshness: Arc::new(Freshness {
+                projection: "entities".into(),
+                version,
+                shards: Vec::new(),
+                received_through: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn counted_tables_keep_a_read_until_the_next_commit() {
+        let at = Instant::now();
+        let read = kept(1, Some(7), at);
+        let much_later = at + Duration::from_secs(3600);
+        assert!(read.holds(1, Some(7), much_later));
+        assert!(!read.holds(1, Some(8), at));
+        assert!(!read.holds(2, Some(7), at));
+        assert!(!read.holds(1, None, at));
+    }
+
+    #[test]
+    fn uncounted_tables_keep_a_read_for_a_short_while() {
+        let at = Instant::now();
+        let read = kept(1, None, at);
+        assert!(read.holds(1, None, at));
+        assert!(read.holds(1, None, at + UNCOUNTED_FRESHNESS_TTL / 2));
+        assert!(!read.holds(1, None, at + UNCOUNTED_FRESHNESS_TTL));
+        assert!(!read.holds(2, None, at));
+        assert!(!read.holds(1, Some(0), at));
+    }
 }

@@ -14,6 +14,7 @@ use axum::Router;
 use axum::routing::get;
 use shoal_projector::{Freshness, Projection};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub fn router(state: Arc<QueryState>) -> Router {
     Router::new()
@@ -60,26 +61,27 @@ pub fn router(state: Arc<QueryState>) -> Router {
 ///
 /// Kept while the tables' commit count stands still (`Table::commit_count`): reading and
 /// decoding every shard's checkpoint was a tenth of an entity lookup's CPU, and at rest
-/// nothing changes them.
+/// nothing changes them. Tables that do not count commits (DynamoDB) keep a read for
+/// [`UNCOUNTED_FRESHNESS_TTL`](crate::state::UNCOUNTED_FRESHNESS_TTL): there it was a round
+/// trip per request, and a kept read understates freshness, never overstates it.
 async fn freshness_of(state: &QueryState, projection: &dyn Projection) -> Result<Arc<Freshness>> {
     let (name, version) = (projection.name(), projection.version());
     let commits = state.tables.commit_count();
-    if let Some(commits) = commits
-        && let Some(kept) = lock(&state.freshness)
-            .get(name)
-            .filter(|kept| (kept.version, kept.commits) == (version, commits))
+    if let Some(kept) = lock(&state.freshness)
+        .get(name)
+        .filter(|kept| kept.holds(version, commits, Instant::now()))
     {
         return Ok(Arc::clone(&kept.freshness));
     }
+    let read_at = Instant::now();
     let read = Arc::new(shoal_projector::freshness(state.tables.as_ref(), name, version).await?);
-    if let Some(commits) = commits {
-        let kept = KeptFreshness {
-            version,
-            commits,
-            freshness: Arc::clone(&read),
-        };
-        lock(&state.freshness).insert(name.to_owned(), kept);
-    }
+    let kept = KeptFreshness {
+        version,
+        commits,
+        read_at,
+        freshness: Arc::clone(&read),
+    };
+    lock(&state.freshness).insert(name.to_owned(), kept);
     Ok(read)
 }
 
