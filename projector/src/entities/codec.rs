@@ -15,27 +15,20 @@ use super::Profile;
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use shoal_storage::{Key, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 const FORMAT_V1: u8 = 1;
 
-#[derive(Serialize)]
-struct Encoded<'a> {
+/// The stored fields: borrowed from the profile when encoding, the maps owned when decoding
+/// (the traits' text stays borrowed from the bytes until it is parsed).
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
     first_seen: Option<i64>,
     last_seen: Option<i64>,
     traits: &'a str,
-    totals: &'a BTreeMap<String, f64>,
-    counts: &'a BTreeMap<String, u64>,
-    events: u64,
-}
-
-#[derive(Deserialize)]
-struct Decoded<'a> {
-    first_seen: Option<i64>,
-    last_seen: Option<i64>,
-    traits: &'a str,
-    totals: BTreeMap<String, f64>,
-    counts: BTreeMap<String, u64>,
+    totals: Cow<'a, BTreeMap<String, f64>>,
+    counts: Cow<'a, BTreeMap<String, u64>>,
     events: u64,
 }
 
@@ -49,12 +42,12 @@ pub(crate) fn traits_text(key: &Key, profile: &Profile) -> Result<String, Error>
 
 /// The `state` bytes of a profile whose traits' text is `traits` (from [`traits_text`]).
 pub(crate) fn encode(key: &Key, profile: &Profile, traits: &str) -> Result<Vec<u8>, Error> {
-    let encoded = Encoded {
+    let encoded = Stored {
         first_seen: profile.first_seen,
         last_seen: profile.last_seen,
         traits,
-        totals: &profile.totals,
-        counts: &profile.counts,
+        totals: Cow::Borrowed(&profile.totals),
+        counts: Cow::Borrowed(&profile.counts),
         events: profile.events,
     };
     let mut bytes = vec![FORMAT_V1];
@@ -82,7 +75,7 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
             format!("state has unknown format {format}"),
         ));
     }
-    let decoded: Decoded = postcard::from_bytes(body)
+    let decoded: Stored = postcard::from_bytes(body)
         .map_err(|error| Error::corrupt(key, format!("state: {error}")))?;
     let traits = if decoded.traits.is_empty() {
         serde_json::Map::new()
@@ -94,8 +87,8 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
         first_seen: decoded.first_seen,
         last_seen: decoded.last_seen,
         traits,
-        totals: decoded.totals,
-        counts: decoded.counts,
+        totals: decoded.totals.into_owned(),
+        counts: decoded.counts.into_owned(),
         events: decoded.events,
     })
 }
