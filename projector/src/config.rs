@@ -76,8 +76,9 @@ pub struct ProjectorConfig {
     /// has a fixed cost (item loads, encoding, a commit, the checkpoint) that single-event
     /// requests would otherwise pay per event. Zero reads at once; at most
     /// [`MAX_FLUSH_INTERVAL`]. Adds up to this much to the read models' freshness while appends
-    /// keep coming; after a quiet spell, usually nothing (unless the append lands within the
-    /// interval after an idle worker's periodic look, every `idle_wait`).
+    /// keep coming. Nothing after a quiet spell, nor (once one wait gathered no other event)
+    /// for a writer that sends one event at a time and waits to read it back (`pacing.rs`;
+    /// BENCHMARKS.md, "Session 20").
     #[serde(with = "duration_millis")]
     pub flush_interval: Duration,
     /// Run the workers at the lowest CPU priority, on threads of their own (`background.rs`):

@@ -22,6 +22,7 @@ mod error;
 mod flush;
 pub mod keys;
 pub mod lease;
+mod pacing;
 pub mod periodic;
 mod projection;
 mod scan;

@@ -15,6 +15,7 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::deadletter::DeadLetter;
 use crate::flush::{self, Flush};
+use crate::pacing::Pacing;
 use crate::status::Live;
 use crate::{Cache, Projection, ProjectorConfig, Result};
 use shoal_schemas::{Position, ShardId, time::now_millis};
@@ -246,7 +247,8 @@ pub async fn catch_up(
 
 /// What one step did.
 enum Step {
-    Applied,
+    /// A read applied (or dead-lettered) this many events; 0 for a loaded checkpoint.
+    Applied(u64),
     CaughtUp,
     /// The shard is closed and fully applied: nothing will ever come.
     Finished,
@@ -269,6 +271,7 @@ impl Worker {
         let name = self.projection.name().to_owned();
         let mut checkpoint: Option<Checkpoint> = None;
         let mut failures = 0u32;
+        let mut pacing = Pacing::new(self.config.idle_wait);
         while !*shutdown.borrow() {
             let read_at = std::time::Instant::now();
             let outcome = match &mut checkpoint {
@@ -281,7 +284,7 @@ impl Worker {
                         let offset = loaded.position.as_ref().and_then(|p| p.sequence.to_u64());
                         self.live.record_start(&self.shard, offset);
                         checkpoint = Some(loaded);
-                        Step::Applied
+                        Step::Applied(0)
                     }),
                     Err(error) => Err(error),
                 },
@@ -291,7 +294,10 @@ impl Worker {
                 }
             };
             match outcome {
-                Ok(Step::Applied) => failures = 0,
+                Ok(Step::Applied(events)) => {
+                    failures = 0;
+                    pacing.read(events, std::time::Instant::now());
+                }
                 Ok(Step::Finished) => {
                     self.live.record_caught_up(&self.shard);
                     tracing::info!(projection = %name, shard = %self.shard, "shard finished");
@@ -319,7 +325,11 @@ impl Worker {
                     // Let the appends of the rest of the interval join this flush; not when the
                     // wake-up was the stop (already seen, so `pause` would not end early).
                     let rest = self.config.flush_interval.saturating_sub(read_at.elapsed());
-                    if !rest.is_zero() && !*shutdown.borrow() {
+                    if !rest.is_zero()
+                        && !*shutdown.borrow()
+                        && pacing.should_wait(std::time::Instant::now())
+                    {
+                        pacing.waiting();
                         self.pause(&mut shutdown, rest).await;
                     }
                 }
@@ -550,6 +560,6 @@ impl Worker {
         );
         self.live.record_applied(&self.shard, folded.applied);
         *current = next;
-        Ok(Step::Applied)
+        Ok(Step::Applied(folded.applied + folded.dead_letters))
     }
 }

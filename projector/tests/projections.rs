@@ -608,10 +608,15 @@ async fn appends_within_the_flush_interval_share_a_flush() {
     .spawn()
     .await
     .unwrap();
-    log.append(vec![track("warm", "opened", T, "{}")])
-        .await
-        .unwrap();
-    wait_applied(tables.as_ref(), 1).await;
+    // Two events in the first read, as under a stream of appends: a wait that gathers only
+    // the event that woke the worker would turn waiting off (the next test).
+    log.append(vec![
+        track("warm", "opened", T, "{}"),
+        track("warm", "closed", T + 1, "{}"),
+    ])
+    .await
+    .unwrap();
+    wait_applied(tables.as_ref(), 2).await;
     // Past the interval: the next append is read at once.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = counted.transacts.load(Ordering::SeqCst);
@@ -621,11 +626,50 @@ async fn appends_within_the_flush_interval_share_a_flush() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    wait_applied(tables.as_ref(), 11).await;
+    wait_applied(tables.as_ref(), 12).await;
     let flushes = counted.transacts.load(Ordering::SeqCst) - before;
     assert!(
         flushes <= 3 * workers,
         "{flushes} flushes of {workers} workers for 10 appends within one interval"
+    );
+    handle.shutdown().await;
+}
+
+/// A writer that sends one event at a time and waits until it is readable has nothing to
+/// share a flush with: once one wait gathered nothing more, its events are read at once, not
+/// after `flush_interval`. The median wait is compared with the interval, which the rule
+/// before slept through for every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_writer_is_not_held_for_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let tables: Arc<dyn Table> = Arc::new(TestTables::new(usize::MAX));
+    let interval = Duration::from_millis(50);
+    let handle = shoal_projector::Projector::new(
+        log.clone(),
+        tables.clone(),
+        shoal_projector::default_projections(log.as_ref()),
+        ProjectorConfig {
+            flush_interval: interval,
+            ..ProjectorConfig::default()
+        },
+    )
+    .unwrap()
+    .spawn()
+    .await
+    .unwrap();
+    let mut waits = Vec::new();
+    for i in 0..9 {
+        log.append(vec![track(&format!("c{i}"), "opened", T + i, "{}")])
+            .await
+            .unwrap();
+        waits.push(wait_applied(tables.as_ref(), i as u64 + 1).await);
+    }
+    waits.sort();
+    assert!(
+        waits[4] < interval * 4 / 5,
+        "median wait {:?} for a lone writer's event (interval {interval:?}): {waits:?}",
+        waits[4]
     );
     handle.shutdown().await;
 }
