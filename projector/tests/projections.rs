@@ -471,6 +471,113 @@ async fn catch_up_default(log: &Arc<dyn EventLog>, tables: Arc<dyn Table>) {
 
 /// The one-read lookup of an entity and its window's counts answers what the two reads it
 /// replaces answer, whatever the window, with day items before, inside and after it.
+/// The entity list's event-count filter reads its candidates' counts together: every page,
+/// walked by cursor with small limits, scan bounds and 2-item storage pages (so a count read
+/// spans pages), holds what one `event_counts` per entity in index order says it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_count_filter_lists_what_counting_each_entity_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    let mut events = Vec::new();
+    for n in 0..40i64 {
+        let entity = format!("c{n:02}");
+        // 0..=4 logins spread over days 0..=6, a trait on every third.
+        for k in 0..(n % 5) {
+            events.push(track(&entity, "login", T + ((n + k) % 7) * DAY + n, "{}"));
+        }
+        events.push(track(&entity, "opened", T + 8 * DAY + n * 1000, "{}"));
+        if n % 3 == 0 {
+            events.push(common::event(
+                EventKind::Identify,
+                &entity,
+                "",
+                T + n,
+                r#"{"plan":"pro"}"#,
+                None,
+            ));
+        }
+    }
+    log.append(events).await.unwrap();
+    let tables = Arc::new(TestTables::new(usize::MAX));
+    catch_up_default(&log, tables.clone()).await;
+    let order = entities::list(
+        tables.as_ref(),
+        "acme",
+        &ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(order.entities.len(), 40);
+    tables.page_cap.store(2, Ordering::SeqCst);
+    let (from, to) = (T + DAY, T + 4 * DAY);
+    for (min, max, pro) in [
+        (1, None, false),
+        (2, Some(3), false),
+        (0, Some(0), true),
+        (3, None, true),
+    ] {
+        let mut expected = Vec::new();
+        for summary in &order.entities {
+            if pro && summary.traits.get("plan") != Some(&serde_json::json!("pro")) {
+                continue;
+            }
+            let counts = entities::event_counts(tables.as_ref(), "acme", &summary.entity, from, to)
+                .await
+                .unwrap();
+            let count = counts.get("login").copied().unwrap_or(0);
+            if count >= min && max.is_none_or(|max| count <= max) {
+                expected.push((summary.entity.clone(), count));
+            }
+        }
+        assert!(
+            !expected.is_empty(),
+            "filter ({min}, {max:?}, {pro}) matches nobody"
+        );
+        for (limit, max_scan) in [(1, 10_000), (3, 10_000), (50, 10_000), (3, 7)] {
+            let mut request = ListQuery {
+                event_count: Some(EventCountFilter {
+                    name: "login".into(),
+                    from,
+                    to,
+                    min,
+                    max,
+                }),
+                traits: if pro {
+                    vec![("plan".into(), serde_json::json!("pro"))]
+                } else {
+                    Vec::new()
+                },
+                limit,
+                max_scan,
+                ..ListQuery::default()
+            };
+            let mut listed = Vec::new();
+            for _ in 0..100 {
+                let page = entities::list(tables.as_ref(), "acme", &request)
+                    .await
+                    .unwrap();
+                assert!(page.entities.len() <= limit);
+                listed.extend(
+                    page.entities
+                        .iter()
+                        .map(|e| (e.entity.clone(), e.event_count.unwrap())),
+                );
+                match page.next {
+                    Some(next) => request.cursor = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                listed, expected,
+                "filter ({min}, {max:?}, {pro}), limit {limit}, max_scan {max_scan}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn one_read_of_an_entity_and_its_counts_matches_two() {
     let dir = tempfile::tempdir().unwrap();

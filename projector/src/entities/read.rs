@@ -6,8 +6,8 @@
 //! - [`event_counts`]: one partition query over the day items of the window (≤ days in window).
 //! - [`list`]: walks the tenant's index partition in `last_seen` order (newest first by
 //!   default) within the `last_seen` bounds, filters each entry by traits (held in the entry)
-//!   and, when asked, by an event count in a window (one `event_counts` query per candidate),
-//!   and stops at `limit` matches or after scanning `max_scan` entries; the cursor is the last
+//!   and, when asked, by an event count in a window (the counts of a page's candidates read
+//!   together, `Table::query_many`), and stops at `limit` matches or after scanning `max_scan` entries; the cursor is the last
 //!   scanned entry's sort key, so a page costs O(scanned entries), independent of the offset.
 
 use super::{PROFILE_SK, Profile, VERSION, day_sk, entity_pk, index_pk};
@@ -95,18 +95,32 @@ pub async fn event_counts(
     if from > to {
         return Err(Error::InvalidArgument("from is after to".into()));
     }
-    let mut query = Query::partition(entity_pk(VERSION, tenant, entity))
-        .range(SortRange::Between(day_sk(from), day_sk(to)));
+    let query = counts_query(tenant, entity, from, to);
+    let first = tables.query(TableName::Views, &query).await?;
+    counts_from(tables, query, first).await
+}
+
+fn counts_query(tenant: &str, entity: &str, from: i64, to: i64) -> Query {
+    Query::partition(entity_pk(VERSION, tenant, entity))
+        .range(SortRange::Between(day_sk(from), day_sk(to)))
+}
+
+/// The counts of a [`counts_query`]'s day items, from its first page on.
+async fn counts_from(
+    tables: &dyn Table,
+    mut query: Query,
+    mut page: shoal_storage::Page,
+) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::new();
     loop {
-        let page = tables.query(TableName::Views, &query).await?;
         for (_, item) in &page.items {
             add_counts(&mut counts, item);
         }
-        match page.next {
+        match page.next.take() {
             Some(next) => query = query.after(Some(next)),
             None => return Ok(counts),
         }
+        page = tables.query(TableName::Views, &query).await?;
     }
 }
 
@@ -221,21 +235,36 @@ pub async fn list(tables: &dyn Table, tenant: &str, request: &ListQuery) -> Resu
     if descending {
         query = query.reverse();
     }
+    if let Some(filter) = &request.event_count
+        && filter.from > filter.to
+    {
+        return Err(Error::InvalidArgument("from is after to".into()));
+    }
     let mut page_out = EntityPage::default();
     let mut scanned = 0usize;
     loop {
         let page = tables.query(TableName::Views, &query).await?;
-        for (key, item) in &page.items {
-            if request.cursor.as_deref() == Some(key.sk.as_str()) {
-                continue;
-            }
-            scanned += 1;
-            if let Some(summary) = matches(tables, tenant, request, key, item).await? {
-                page_out.entities.push(summary);
-            }
-            if page_out.entities.len() >= request.limit || scanned >= request.max_scan {
-                page_out.next = Some(key.sk.clone());
-                return Ok(page_out);
+        let entries: Vec<_> = page
+            .items
+            .iter()
+            .filter(|(key, _)| request.cursor.as_deref() != Some(key.sk.as_str()))
+            .take(request.max_scan - scanned)
+            .collect();
+        let mut rest = entries.as_slice();
+        while !rest.is_empty() {
+            // As many as the page still needs (more when few pass), so that a filter's count
+            // reads go out together and not many past the last match.
+            let wanted = request.limit - page_out.entities.len();
+            let (chunk, after) = rest.split_at(wanted.clamp(8, 256).min(rest.len()));
+            rest = after;
+            let summaries = summaries(tables, tenant, request, chunk).await?;
+            for ((key, _), summary) in chunk.iter().zip(summaries) {
+                scanned += 1;
+                page_out.entities.extend(summary);
+                if page_out.entities.len() >= request.limit || scanned >= request.max_scan {
+                    page_out.next = Some(key.sk.clone());
+                    return Ok(page_out);
+                }
             }
         }
         match page.next {
@@ -245,13 +274,49 @@ pub async fn list(tables: &dyn Table, tenant: &str, request: &ListQuery) -> Resu
     }
 }
 
-async fn matches(
+/// The summaries of index entries that pass the request's filters, in order (`None` for the
+/// rest). An event-count filter reads the day counts of every entry that passed the traits at
+/// once (`Table::query_many`: one snapshot embedded, queries in flight together on DynamoDB).
+async fn summaries(
     tables: &dyn Table,
     tenant: &str,
     request: &ListQuery,
-    key: &Key,
-    item: &shoal_storage::Item,
-) -> Result<Option<EntitySummary>> {
+    entries: &[&(Key, Item)],
+) -> Result<Vec<Option<EntitySummary>>> {
+    let mut passed = entries
+        .iter()
+        .map(|(key, item)| summary(request, key, item))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(filter) = &request.event_count else {
+        return Ok(passed);
+    };
+    let queries: Vec<Query> = passed
+        .iter()
+        .flatten()
+        .map(|summary| counts_query(tenant, &summary.entity, filter.from, filter.to))
+        .collect();
+    let pages = tables.query_many(TableName::Views, &queries).await?;
+    let mut counted = queries.into_iter().zip(pages);
+    for slot in &mut passed {
+        let Some(summary) = slot else { continue };
+        let (query, page) = counted.next().ok_or_else(|| {
+            Error::Storage(shoal_storage::Error::Backend(
+                "query_many answered fewer pages than queries".into(),
+            ))
+        })?;
+        let counts = counts_from(tables, query, page).await?;
+        let count = counts.get(&filter.name).copied().unwrap_or(0);
+        if count < filter.min || filter.max.is_some_and(|max| count > max) {
+            *slot = None;
+        } else {
+            summary.event_count = Some(count);
+        }
+    }
+    Ok(passed)
+}
+
+/// An index entry's summary if it has every trait asked for (the event count is not filled).
+fn summary(request: &ListQuery, key: &Key, item: &Item) -> Result<Option<EntitySummary>> {
     let number = |name: &str| item.get(name).and_then(Value::as_f64).unwrap_or(0.0) as i64;
     let entity = item
         .get("entity")
@@ -270,20 +335,11 @@ async fn matches(
     {
         return Ok(None);
     }
-    let mut event_count = None;
-    if let Some(filter) = &request.event_count {
-        let counts = event_counts(tables, tenant, entity, filter.from, filter.to).await?;
-        let count = counts.get(&filter.name).copied().unwrap_or(0);
-        if count < filter.min || filter.max.is_some_and(|max| count > max) {
-            return Ok(None);
-        }
-        event_count = Some(count);
-    }
     Ok(Some(EntitySummary {
         entity: entity.to_owned(),
         first_seen: number("first_seen"),
         last_seen: number("last_seen"),
         traits,
-        event_count,
+        event_count: None,
     }))
 }

@@ -206,7 +206,12 @@ impl Table for TestTables {
         table: TableName,
         queries: &[Query],
     ) -> shoal_storage::Result<Vec<Page>> {
-        self.inner.query_many(table, queries).await
+        let cap = self.page_cap.load(Ordering::SeqCst);
+        let capped: Vec<Query> = queries
+            .iter()
+            .map(|query| query.clone().limit(query.limit.min(cap)))
+            .collect();
+        self.inner.query_many(table, &capped).await
     }
     async fn write(&self, table: TableName, ops: Vec<WriteOp>) -> shoal_storage::Result<()> {
         for op in &ops {
