@@ -576,3 +576,61 @@ async fn long_queries_page_as_the_memory_double_does() {
         }
     }
 }
+
+/// `query_many` reads on the calling task until its rows (over all its queries) or bytes run
+/// out, then moves the scan it is in and the queries after it to the blocking pool, in the same
+/// snapshot: every page, on either side of that seam, is the memory double's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_queries_page_as_the_memory_double_does() {
+    let (embedded, _dir) = embedded();
+    let memory: Arc<dyn Table> = Arc::new(MemoryTables::new());
+    // 40 partitions of 30 items (1,200 rows in all); in the last ten, every fifth item large.
+    let ops: Vec<WriteOp> = (0..40)
+        .flat_map(|partition| {
+            (0..30).map(move |index| {
+                let size = if partition >= 30 && index % 5 == 0 {
+                    20_000
+                } else {
+                    10
+                };
+                WriteOp::Put {
+                    key: Key::new(
+                        format!("tenant#p{partition:02}"),
+                        format!("item#{index:02}"),
+                    ),
+                    item: [("data".to_owned(), Value::B(vec![index as u8; size]))].into(),
+                }
+            })
+        })
+        .collect();
+    for table in [&embedded, &memory] {
+        for chunk in ops.chunks(100) {
+            table
+                .write(TableName::Views, chunk.to_vec())
+                .await
+                .expect("write");
+        }
+    }
+    for (count, limit) in [(1, 100), (10, 100), (20, 30), (40, 7), (40, 100)] {
+        for reverse in [false, true] {
+            let queries: Vec<Query> = (0..count)
+                .map(|partition| {
+                    let query = Query::partition(format!("tenant#p{partition:02}")).limit(limit);
+                    if reverse { query.reverse() } else { query }
+                })
+                .collect();
+            let ours = embedded
+                .query_many(TableName::Views, &queries)
+                .await
+                .expect("embedded query_many");
+            let theirs = memory
+                .query_many(TableName::Views, &queries)
+                .await
+                .expect("memory query_many");
+            assert_eq!(
+                ours, theirs,
+                "{count} queries, limit {limit}, reverse {reverse}"
+            );
+        }
+    }
+}

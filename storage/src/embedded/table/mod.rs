@@ -20,7 +20,8 @@
 //! - redb is blocking. Writes run on a committer thread of the tables' own and are
 //!   group-committed (`commit`): the calls that arrive during a commit share the next
 //!   transaction and its one fsync. Reads start on the calling task: a point read, a small
-//!   `batch_get` and the first [`INLINE_ROWS`] rows (or [`INLINE_BYTES`]) of a query take a few
+//!   `batch_get`, the first [`INLINE_ROWS`] rows (or [`INLINE_BYTES`]) of a query and the first
+//!   [`INLINE_MANY_ROWS`] rows of a `query_many` (over all its queries) take a few
 //!   microseconds from redb's page cache, less than a hop to the blocking pool and back (two
 //!   thread wake-ups, which on a busy machine are what a dashboard's tail latency is made of);
 //!   a query that goes on past that budget moves, with its snapshot, to the blocking pool, so a
@@ -66,6 +67,8 @@ const INLINE_ROWS: usize = 64;
 /// Stored bytes a query reads on the calling task before the rest moves to the blocking pool
 /// (decoding copies them: about 10 µs per 100 KiB).
 const INLINE_BYTES: usize = 128 * 1024;
+/// Rows a `query_many` scans on the calling task, over all its queries.
+const INLINE_MANY_ROWS: usize = 512;
 /// Keys a `batch_get` reads on the calling task; a larger batch runs on the blocking pool.
 const INLINE_KEYS: usize = 16;
 
@@ -330,17 +333,18 @@ impl PageScan {
     }
 
     /// Reads rows until the page is done (`Some`), or, with a `budget` of (rows, bytes), until
-    /// it is spent (`None`: call again to go on).
+    /// it is spent (`None`: call again to go on); what it read is taken off the budget.
     fn run(
         &mut self,
         inner: &Inner,
         pk: &str,
-        budget: Option<(usize, usize)>,
+        budget: Option<&mut (usize, usize)>,
     ) -> Result<Option<Page>> {
-        let (mut rows_left, mut bytes_left) = budget.unwrap_or((usize::MAX, usize::MAX));
+        let mut unbounded = (usize::MAX, usize::MAX);
+        let (rows_left, bytes_left) = budget.unwrap_or(&mut unbounded);
         loop {
             // A full page only peeks at the next row, so it finishes here whatever the budget.
-            if !self.pager.is_full() && (rows_left == 0 || bytes_left == 0) {
+            if !self.pager.is_full() && (*rows_left == 0 || *bytes_left == 0) {
                 return Ok(None);
             }
             let entry = if self.reverse {
@@ -360,8 +364,8 @@ impl PageScan {
                 .unwrap_or(0);
             let (sk, item) = decode_entry(inner, self.table, pk, entry)?;
             self.pager.push(sk, item);
-            rows_left -= 1;
-            bytes_left = bytes_left.saturating_sub(stored);
+            *rows_left -= 1;
+            *bytes_left = bytes_left.saturating_sub(stored);
         }
     }
 
@@ -437,7 +441,7 @@ impl Table for EmbeddedTables {
             return Ok(Page::default());
         };
         let pk = query.pk.as_str();
-        if let Some(page) = scan.run(inner, pk, Some((INLINE_ROWS, INLINE_BYTES)))? {
+        if let Some(page) = scan.run(inner, pk, Some(&mut (INLINE_ROWS, INLINE_BYTES)))? {
             return Ok(page);
         }
         let pk = query.pk.clone();
@@ -452,28 +456,46 @@ impl Table for EmbeddedTables {
         queries
             .iter()
             .try_for_each(|query| validate::partition_key(&query.pk))?;
-        if let [query] = queries {
-            return Ok(vec![self.query(table, query).await?]);
-        }
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        let queries = queries.to_vec();
-        self.blocking(move |inner| {
-            let txn = inner.db.begin_read().map_err(redb_error)?;
-            let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
-            queries
-                .iter()
-                .map(|query| {
-                    let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
-                        return Ok(Page::default());
-                    };
-                    scan.run(inner, &query.pk, None)?
-                        .ok_or_else(|| Error::Backend("an unbounded scan stopped early".to_owned()))
+        let inner = &self.inner;
+        let txn = inner.db.begin_read().map_err(redb_error)?;
+        let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
+        // One budget for the whole call: many small queries (an entity list's count reads)
+        // finish here, a large call moves with its snapshot to the blocking pool.
+        let mut budget = (INLINE_MANY_ROWS, INLINE_BYTES);
+        let mut pages = Vec::with_capacity(queries.len());
+        for (done, query) in queries.iter().enumerate() {
+            let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
+                pages.push(Page::default());
+                continue;
+            };
+            if let Some(page) = scan.run(inner, &query.pk, Some(&mut budget))? {
+                pages.push(page);
+                continue;
+            }
+            let rest = queries[done + 1..].to_vec();
+            let pk = query.pk.clone();
+            return self
+                .blocking(move |inner| {
+                    pages.push(scan.run(inner, &pk, None)?.ok_or_else(|| {
+                        Error::Backend("an unbounded scan stopped early".to_owned())
+                    })?);
+                    for query in &rest {
+                        let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
+                            pages.push(Page::default());
+                            continue;
+                        };
+                        pages.push(scan.run(inner, &query.pk, None)?.ok_or_else(|| {
+                            Error::Backend("an unbounded scan stopped early".to_owned())
+                        })?);
+                    }
+                    Ok(pages)
                 })
-                .collect()
-        })
-        .await
+                .await;
+        }
+        Ok(pages)
     }
 
     async fn scan(&self, table: TableName, scan: &Scan) -> Result<Page> {
