@@ -577,25 +577,27 @@ async fn long_queries_page_as_the_memory_double_does() {
     }
 }
 
-/// `query_many` reads on the calling task until its rows (over all its queries) or bytes run
-/// out, then moves the scan it is in and the queries after it to the blocking pool, in the same
-/// snapshot: every page, on either side of that seam, is the memory double's.
+/// `query_many` reads on the calling task, yielding between slices, until its rows (over all
+/// its queries) or bytes run out, then moves the scan it is in and the queries after it to the
+/// blocking pool, in the same snapshot: every page, on either side of those seams, is the
+/// memory double's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_queries_page_as_the_memory_double_does() {
     let (embedded, _dir) = embedded();
     let memory: Arc<dyn Table> = Arc::new(MemoryTables::new());
-    // 40 partitions of 30 items (1,200 rows in all); in the last ten, every fifth item large.
-    let ops: Vec<WriteOp> = (0..40)
+    // 150 partitions of 30 items (4,500 rows in all, past the 4,096 read on the calling task);
+    // in the last ten, every fifth item large (1.2 MB, past the 1 MiB).
+    let ops: Vec<WriteOp> = (0..150)
         .flat_map(|partition| {
             (0..30).map(move |index| {
-                let size = if partition >= 30 && index % 5 == 0 {
+                let size = if partition >= 140 && index % 5 == 0 {
                     20_000
                 } else {
                     10
                 };
                 WriteOp::Put {
                     key: Key::new(
-                        format!("tenant#p{partition:02}"),
+                        format!("tenant#p{partition:03}"),
                         format!("item#{index:02}"),
                     ),
                     item: [("data".to_owned(), Value::B(vec![index as u8; size]))].into(),
@@ -604,18 +606,25 @@ async fn many_queries_page_as_the_memory_double_does() {
         })
         .collect();
     for table in [&embedded, &memory] {
-        for chunk in ops.chunks(100) {
+        for chunk in ops.chunks(500) {
             table
                 .write(TableName::Views, chunk.to_vec())
                 .await
                 .expect("write");
         }
     }
-    for (count, limit) in [(1, 100), (10, 100), (20, 30), (40, 7), (40, 100)] {
+    for (count, limit) in [
+        (1, 100),
+        (10, 100),
+        (40, 7),
+        (139, 100),
+        (140, 30),
+        (150, 100),
+    ] {
         for reverse in [false, true] {
             let queries: Vec<Query> = (0..count)
                 .map(|partition| {
-                    let query = Query::partition(format!("tenant#p{partition:02}")).limit(limit);
+                    let query = Query::partition(format!("tenant#p{partition:03}")).limit(limit);
                     if reverse { query.reverse() } else { query }
                 })
                 .collect();

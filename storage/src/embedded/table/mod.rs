@@ -21,7 +21,8 @@
 //!   group-committed (`commit`): the calls that arrive during a commit share the next
 //!   transaction and its one fsync. Reads start on the calling task: a point read, a small
 //!   `batch_get`, the first [`INLINE_ROWS`] rows (or [`INLINE_BYTES`]) of a query and the first
-//!   [`INLINE_MANY_ROWS`] rows of a `query_many` (over all its queries) take a few
+//!   [`INLINE_MANY_ROWS`] rows of a `query_many` (over all its queries, yielding after each
+//!   query's worth) take a few
 //!   microseconds from redb's page cache, less than a hop to the blocking pool and back (two
 //!   thread wake-ups, which on a busy machine are what a dashboard's tail latency is made of);
 //!   a query that goes on past that budget moves, with its snapshot, to the blocking pool, so a
@@ -67,8 +68,10 @@ const INLINE_ROWS: usize = 64;
 /// Stored bytes a query reads on the calling task before the rest moves to the blocking pool
 /// (decoding copies them: about 10 µs per 100 KiB).
 const INLINE_BYTES: usize = 128 * 1024;
-/// Rows a `query_many` scans on the calling task, over all its queries.
-const INLINE_MANY_ROWS: usize = 512;
+/// Rows and stored bytes a `query_many` reads on the calling task, over all its queries,
+/// yielding after each [`INLINE_ROWS`] / [`INLINE_BYTES`].
+const INLINE_MANY_ROWS: usize = 4096;
+const INLINE_MANY_BYTES: usize = 1024 * 1024;
 /// Keys a `batch_get` reads on the calling task; a larger batch runs on the blocking pool.
 const INLINE_KEYS: usize = 16;
 
@@ -462,17 +465,35 @@ impl Table for EmbeddedTables {
         let inner = &self.inner;
         let txn = inner.db.begin_read().map_err(redb_error)?;
         let redb_table = txn.open_table(definition(table)).map_err(redb_error)?;
-        // One budget for the whole call: many small queries (an entity list's count reads)
-        // finish here, a large call moves with its snapshot to the blocking pool.
-        let mut budget = (INLINE_MANY_ROWS, INLINE_BYTES);
+        drop(txn);
+        // Many small queries (an entity list's count reads, a metric's series) read here, in
+        // slices of a lone query's budget with a yield between them, so no slice holds the
+        // worker longer than one query would; past the total, the call moves with its
+        // snapshot to the blocking pool.
+        let mut total = (INLINE_MANY_ROWS, INLINE_MANY_BYTES);
+        let mut slice = (INLINE_ROWS, INLINE_BYTES);
         let mut pages = Vec::with_capacity(queries.len());
         for (done, query) in queries.iter().enumerate() {
             let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
                 pages.push(Page::default());
                 continue;
             };
-            if let Some(page) = scan.run(inner, &query.pk, Some(&mut budget))? {
-                pages.push(page);
+            loop {
+                let before = slice;
+                let page = scan.run(inner, &query.pk, Some(&mut slice))?;
+                total.0 = total.0.saturating_sub(before.0 - slice.0);
+                total.1 = total.1.saturating_sub(before.1 - slice.1);
+                if let Some(page) = page {
+                    pages.push(page);
+                    break;
+                }
+                if total.0 == 0 || total.1 == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                slice = (INLINE_ROWS.min(total.0), INLINE_BYTES.min(total.1));
+            }
+            if pages.len() > done {
                 continue;
             }
             let rest = queries[done + 1..].to_vec();
