@@ -7,8 +7,9 @@
 //! - [`list`]: walks the tenant's index partition in `last_seen` order (newest first by
 //!   default) within the `last_seen` bounds, filters each entry by traits (held in the entry)
 //!   and, when asked, by an event count in a window (the counts of a page's candidates read
-//!   together, `Table::query_many`), and stops at `limit` matches or after scanning `max_scan` entries; the cursor is the last
-//!   scanned entry's sort key, so a page costs O(scanned entries), independent of the offset.
+//!   together, `Table::query_many`), and stops at `limit` matches or after scanning `max_scan`
+//!   entries; the cursor is the last scanned entry's sort key, so a page costs O(scanned
+//!   entries), independent of the offset.
 
 use super::{PROFILE_SK, Profile, VERSION, day_sk, entity_pk, index_pk};
 use crate::keys::padded_millis;

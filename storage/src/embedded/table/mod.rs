@@ -22,11 +22,10 @@
 //!   transaction and its one fsync. Reads start on the calling task: a point read, a small
 //!   `batch_get`, the first [`INLINE_ROWS`] rows (or [`INLINE_BYTES`]) of a query and the first
 //!   [`INLINE_MANY_ROWS`] rows of a `query_many` (over all its queries, yielding after each
-//!   query's worth) take a few
-//!   microseconds from redb's page cache, less than a hop to the blocking pool and back (two
-//!   thread wake-ups, which on a busy machine are what a dashboard's tail latency is made of);
-//!   a query that goes on past that budget moves, with its snapshot, to the blocking pool, so a
-//!   long scan never stalls the async workers;
+//!   query's worth) take a few microseconds from redb's page cache, less than a hop to the
+//!   blocking pool and back (two thread wake-ups, which on a busy machine are what a
+//!   dashboard's tail latency is made of); a read that goes on past that budget moves, with its
+//!   snapshot, to the blocking pool, so a long scan never stalls the async workers;
 //! - input is held to DynamoDB's limits (`validate`) so code that works here works on AWS;
 //! - redb's page cache is left at its default (at most 1 GiB, grown on demand);
 //! - [`Table::max_transact_ops`] is `usize::MAX`: a redb transaction has no op limit (DynamoDB's
@@ -372,6 +371,12 @@ impl PageScan {
         }
     }
 
+    /// The rest of the page, with no budget.
+    fn finish(&mut self, inner: &Inner, pk: &str) -> Result<Page> {
+        self.run(inner, pk, None)?
+            .ok_or_else(|| Error::Backend("an unbounded scan stopped early".to_owned()))
+    }
+
     fn take(&mut self) -> range::Pager {
         std::mem::replace(&mut self.pager, range::Pager::new("", 1))
     }
@@ -448,11 +453,7 @@ impl Table for EmbeddedTables {
             return Ok(page);
         }
         let pk = query.pk.clone();
-        self.blocking(move |inner| {
-            scan.run(inner, &pk, None)?
-                .ok_or_else(|| Error::Backend("an unbounded scan stopped early".to_owned()))
-        })
-        .await
+        self.blocking(move |inner| scan.finish(inner, &pk)).await
     }
 
     async fn query_many(&self, table: TableName, queries: &[Query]) -> Result<Vec<Page>> {
@@ -478,39 +479,31 @@ impl Table for EmbeddedTables {
                 pages.push(Page::default());
                 continue;
             };
-            loop {
+            let page = loop {
                 let before = slice;
                 let page = scan.run(inner, &query.pk, Some(&mut slice))?;
                 total.0 = total.0.saturating_sub(before.0 - slice.0);
                 total.1 = total.1.saturating_sub(before.1 - slice.1);
-                if let Some(page) = page {
-                    pages.push(page);
-                    break;
-                }
-                if total.0 == 0 || total.1 == 0 {
-                    break;
+                if page.is_some() || total.0 == 0 || total.1 == 0 {
+                    break page;
                 }
                 tokio::task::yield_now().await;
                 slice = (INLINE_ROWS.min(total.0), INLINE_BYTES.min(total.1));
-            }
-            if pages.len() > done {
+            };
+            if let Some(page) = page {
+                pages.push(page);
                 continue;
             }
             let rest = queries[done + 1..].to_vec();
             let pk = query.pk.clone();
             return self
                 .blocking(move |inner| {
-                    pages.push(scan.run(inner, &pk, None)?.ok_or_else(|| {
-                        Error::Backend("an unbounded scan stopped early".to_owned())
-                    })?);
+                    pages.push(scan.finish(inner, &pk)?);
                     for query in &rest {
-                        let Some(mut scan) = PageScan::open(&redb_table, table, query)? else {
-                            pages.push(Page::default());
-                            continue;
-                        };
-                        pages.push(scan.run(inner, &query.pk, None)?.ok_or_else(|| {
-                            Error::Backend("an unbounded scan stopped early".to_owned())
-                        })?);
+                        pages.push(match PageScan::open(&redb_table, table, query)? {
+                            Some(mut scan) => scan.finish(inner, &query.pk)?,
+                            None => Page::default(),
+                        });
                     }
                     Ok(pages)
                 })
