@@ -329,6 +329,7 @@ async fn poison_is_dead_lettered_and_redriven() {
     .unwrap();
     let config = ProjectorConfig {
         batch_events: 2,
+        fold_ahead_events: 0,
         ..ProjectorConfig::default()
     };
     catch_up(log.clone(), tables.clone(), &projections, &config)

@@ -112,7 +112,8 @@ proptest! {
                     ..ProjectorConfig::default()
                 }
             } else {
-                ProjectorConfig { batch_events: batch, ..ProjectorConfig::default() }
+                // A flush per read, also while building.
+                ProjectorConfig { batch_events: batch, fold_ahead_events: 0, ..ProjectorConfig::default() }
             };
             let mut faults = faults.into_iter();
             let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(events.len())).collect();
@@ -182,7 +183,7 @@ proptest! {
             let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
             let projections: Vec<Arc<dyn shoal_projector::Projection>> = vec![Arc::new(series::Series)];
             let incremental = Arc::new(TestTables::new(if small { 5 } else { usize::MAX }));
-            let config = ProjectorConfig { batch_events: 3, ..ProjectorConfig::default() };
+            let config = ProjectorConfig { batch_events: 3, fold_ahead_events: 0, ..ProjectorConfig::default() };
             let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(events.len())).collect();
             bounds.sort_unstable();
             bounds.push(events.len());

@@ -72,8 +72,10 @@ async fn writes_per_event_by_batch_size() {
         for batch_events in [100, 1_000, 20_000] {
             let tables = Arc::new(TestTables::new(100));
             let dynamic: Arc<dyn Table> = tables.clone();
+            // One flush per read: the batch size is what is measured.
             let config = ProjectorConfig {
                 batch_events,
+                fold_ahead_events: 0,
                 ..ProjectorConfig::default()
             };
             let applied = catch_up(
