@@ -454,28 +454,28 @@ impl Worker {
     /// mostly items the batch did not hold yet. A worker near the head never waits here, so
     /// freshness is untouched in the normal regime.
     ///
-    /// "Far behind" is `fold_ahead_lag` of event time, except for a worker `building` its read
+    /// "Far behind" is `fold_ahead_lag` by the time events were received (`millis_behind`), or, for a worker `building` its read
     /// model (its shard's head never reached: a first run over an existing log, a new version,
-    /// a rules rebuild). That one is behind by its whole backlog however recent the events
-    /// are, and has no freshness to keep until it reaches the head, so it folds ahead until
-    /// then. Gating it on time made a rebuild of a log written minutes ago flush every read:
-    /// ~25 % more CPU, and a series table ~40 % larger (BENCHMARKS.md, "Session 21").
+    /// a rules rebuild), reads that come back full (`batch_events`): such a worker is behind by
+    /// its whole backlog however recent the events are, and has no freshness to keep yet.
+    /// Gating it on time alone made a rebuild of a log written minutes ago flush every read:
+    /// ~25 % more CPU, and a series table ~40 % larger (BENCHMARKS.md, "Session 21"). A short
+    /// read ends that: near the head (or a log that returns less for its own reasons) a
+    /// building worker flushes as a live one does, so appends that keep coming cannot hold
+    /// it folding while it has not yet seen an empty read.
+    ///
+    /// Returns whether a read found the head (empty, the shard still open): the flush's
+    /// checkpoint then says so, as an empty read of [`Worker::step`] would.
     async fn fold_ahead(
         &self,
         folding: &mut Folding<'_>,
         mut millis_behind: Option<u64>,
-        building: bool,
-    ) -> Result<()> {
+        mut backlog: bool,
+    ) -> Result<bool> {
         let config = &self.config;
         let started = std::time::Instant::now();
         let lag = u64::try_from(config.fold_ahead_lag.as_millis()).unwrap_or(u64::MAX);
-        // Not "at the head" for `Some(0)`: events received in the same millisecond as the
-        // newest are 0 ms behind however many of them are left to read.
-        let far_behind = |millis_behind: Option<u64>| match millis_behind {
-            Some(behind) => building || behind >= lag,
-            None => building,
-        };
-        while far_behind(millis_behind)
+        while (backlog || millis_behind.is_some_and(|behind| behind >= lag))
             && folding.events() < config.fold_ahead_events as u64
             && folding.items() < config.fold_ahead_items
             && started.elapsed() < config.fold_ahead_time
@@ -489,17 +489,18 @@ impl Worker {
                 .await?;
             self.live.record_read(&self.shard, next.millis_behind);
             if next.event_count() == 0 {
-                break;
+                return Ok(!next.end_of_shard);
             }
             let added = folding.add(self.tables.as_ref(), &next.records).await?;
             millis_behind = next.millis_behind;
+            backlog &= next.event_count() >= config.batch_events;
             // A read that brought mostly new items (the archive: one per event) gains nothing
             // from sharing a flush: it only makes the flush bigger.
             if added.saturating_mul(2) > next.event_count() {
                 break;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
@@ -540,9 +541,12 @@ impl Worker {
             self.config.poison_attempts,
             false,
         );
+        // A building worker whose read came back full has more to read than one batch.
+        let backlog = !current.reached_head && batch.event_count() >= self.config.batch_events;
         folding.add(self.tables.as_ref(), &batch.records).await?;
         drop(batch.records);
-        self.fold_ahead(&mut folding, batch.millis_behind, !current.reached_head)
+        let found_head = self
+            .fold_ahead(&mut folding, batch.millis_behind, backlog)
             .await?;
         let folded = folding.finish()?;
         let Some((position, timestamp, received_at)) = folded.last else {
@@ -557,7 +561,7 @@ impl Worker {
             dead_letters: current.dead_letters + folded.dead_letters,
             updated_at: now_millis(),
             finished: false,
-            reached_head: current.reached_head,
+            reached_head: current.reached_head || found_head,
         };
         let mut flush = folded.flush;
         flush.tail.push(checkpoint::commit_op(
@@ -574,6 +578,9 @@ impl Worker {
             started.elapsed(),
         );
         self.live.record_applied(&self.shard, folded.applied);
+        if found_head {
+            self.live.record_caught_up(&self.shard);
+        }
         *current = next;
         Ok(Step::Applied(folded.applied + folded.dead_letters))
     }
