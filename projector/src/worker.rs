@@ -19,7 +19,7 @@ use crate::pacing::Pacing;
 use crate::status::Live;
 use crate::{Cache, Projection, ProjectorConfig, Result};
 use shoal_schemas::{Position, ShardId, time::now_millis};
-use shoal_storage::{EventLog, Key, LogRecord, Table};
+use shoal_storage::{EventLog, Key, LogRecord, ReadBatch, Table};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
@@ -475,6 +475,7 @@ impl Worker {
         let config = &self.config;
         let started = std::time::Instant::now();
         let lag = u64::try_from(config.fold_ahead_lag.as_millis()).unwrap_or(u64::MAX);
+        let mut found_head = false;
         while (backlog || millis_behind.is_some_and(|behind| behind >= lag))
             && folding.events() < config.fold_ahead_events as u64
             && folding.items() < config.fold_ahead_items
@@ -488,8 +489,9 @@ impl Worker {
                 .read(&self.shard, Some(&after), config.batch_events)
                 .await?;
             self.live.record_read(&self.shard, next.millis_behind);
+            found_head |= at_head(&next, config.batch_events);
             if next.event_count() == 0 {
-                return Ok(!next.end_of_shard);
+                break;
             }
             let added = folding.add(self.tables.as_ref(), &next.records).await?;
             millis_behind = next.millis_behind;
@@ -500,7 +502,7 @@ impl Worker {
                 break;
             }
         }
-        Ok(false)
+        Ok(found_head)
     }
 
     async fn step(&self, current: &mut Checkpoint) -> Result<Step> {
@@ -543,11 +545,13 @@ impl Worker {
         );
         // A building worker whose read came back full has more to read than one batch.
         let backlog = !current.reached_head && batch.event_count() >= self.config.batch_events;
+        let read_to_head = at_head(&batch, self.config.batch_events);
         folding.add(self.tables.as_ref(), &batch.records).await?;
         drop(batch.records);
         let found_head = self
             .fold_ahead(&mut folding, batch.millis_behind, backlog)
-            .await?;
+            .await?
+            || read_to_head;
         let folded = folding.finish()?;
         let Some((position, timestamp, received_at)) = folded.last else {
             return Ok(Step::CaughtUp);
@@ -583,5 +587,70 @@ impl Worker {
         }
         *current = next;
         Ok(Step::Applied(folded.applied + folded.dead_letters))
+    }
+}
+
+/// Whether a read of up to `asked` events ended at its shard's head (the shard still open):
+/// empty (nothing newer is durable), or short with nothing received after its last event. The
+/// second is what a busy shard gives: a worker reading as fast as it flushes may never find
+/// it empty, and would then never record that it reached the head (what tells a rules
+/// candidate it may be activated, and ends a first build's folding ahead). A short read is at
+/// the head on the embedded log; on Kinesis it is as of the last `GetRecords`.
+fn at_head(batch: &ReadBatch, asked: usize) -> bool {
+    let events = batch.event_count();
+    !batch.end_of_shard && (events == 0 || (events < asked && batch.millis_behind == Some(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_schemas::{Event, EventKind, Sequence};
+
+    fn batch(events: usize, millis_behind: Option<u64>, end_of_shard: bool) -> ReadBatch {
+        let event = Event {
+            id: uuid::Uuid::nil(),
+            tenant: "acme".into(),
+            kind: EventKind::Track,
+            name: "login".into(),
+            entity: "u1".into(),
+            timestamp: 0,
+            received_at: 0,
+            properties: "{}".into(),
+            value: None,
+        };
+        let records = if events == 0 {
+            Vec::new()
+        } else {
+            vec![LogRecord {
+                sequence: Sequence::from_u64(0),
+                first_index: 0,
+                events: vec![event; events],
+            }]
+        };
+        ReadBatch {
+            records,
+            end_of_shard,
+            millis_behind,
+        }
+    }
+
+    #[test]
+    fn a_read_is_at_the_head_when_empty_or_short_with_nothing_newer() {
+        assert!(at_head(&batch(0, Some(0), false), 10));
+        assert!(
+            at_head(&batch(0, None, false), 10),
+            "empty: nothing newer is durable"
+        );
+        assert!(at_head(&batch(3, Some(0), false), 10));
+        assert!(
+            !at_head(&batch(3, Some(40), false), 10),
+            "short, yet behind"
+        );
+        assert!(!at_head(&batch(3, None, false), 10), "short, lag unknown");
+        assert!(!at_head(&batch(10, Some(0), false), 10), "full: maybe more");
+        assert!(
+            !at_head(&batch(0, Some(0), true), 10),
+            "a closed shard is finished instead"
+        );
     }
 }

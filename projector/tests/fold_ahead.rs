@@ -121,15 +121,27 @@ async fn a_building_worker_near_its_head_flushes_what_each_read_brought() {
         ..ProjectorConfig::default()
     };
     let tables = Arc::new(TestTables::new(usize::MAX));
-    let applied = catch_up(log, tables.clone(), &projections, &config)
+    let applied = catch_up(log.clone(), tables.clone(), &projections, &config)
         .await
         .unwrap();
     assert_eq!(applied, 30);
     // Every read found one new point and no read came back empty until the writer stopped:
-    // folding ahead while "building" would have held all 30 in one flush.
+    // folding ahead while "building" would have held all 30 in one flush. The first short read
+    // was at the head, and its flush's checkpoint says so: no separate mark at the end.
     assert_eq!(
         tables.transacts.load(Ordering::SeqCst),
-        31,
-        "a flush per read, and the head's mark"
+        30,
+        "a flush per read"
     );
+    let shard = log.shards().await.unwrap().remove(0).id;
+    let stored = shoal_projector::checkpoint::load(
+        tables.as_ref(),
+        series::NAME,
+        projections[0].version(),
+        &shard,
+    )
+    .await
+    .unwrap();
+    assert!(stored.reached_head);
+    assert_eq!(stored.events_applied, 30);
 }
