@@ -454,18 +454,16 @@ impl Worker {
     /// mostly items the batch did not hold yet. A worker near the head never waits here, so
     /// freshness is untouched in the normal regime.
     ///
-    /// "Far behind" is `fold_ahead_lag` by the time events were received (`millis_behind`), or, for a worker `building` its read
-    /// model (its shard's head never reached: a first run over an existing log, a new version,
-    /// a rules rebuild), reads that come back full (`batch_events`): such a worker is behind by
-    /// its whole backlog however recent the events are, and has no freshness to keep yet.
-    /// Gating it on time alone made a rebuild of a log written minutes ago flush every read:
-    /// ~25 % more CPU, and a series table ~40 % larger (BENCHMARKS.md, "Session 21"). A short
-    /// read ends that: near the head (or a log that returns less for its own reasons) a
-    /// building worker flushes as a live one does, so appends that keep coming cannot hold
-    /// it folding while it has not yet seen an empty read.
+    /// "Far behind" is `fold_ahead_lag` in the time events were received (`millis_behind`),
+    /// or, for a worker building its read model (`backlog`: its shard's head never reached,
+    /// and its reads come back full), any age: such a worker is behind by its whole backlog
+    /// however recent the events are, and has no freshness to keep yet. Gating it on time
+    /// alone made a rebuild of a log written minutes ago flush every read (BENCHMARKS.md,
+    /// "Session 21"). A short read ends the backlog, so near the head a building worker
+    /// flushes as a live one does, however long appends keep coming.
     ///
-    /// Returns whether a read found the head (empty, the shard still open): the flush's
-    /// checkpoint then says so, as an empty read of [`Worker::step`] would.
+    /// Returns whether a read found the head ([`at_head`]); the flush's checkpoint then
+    /// records it.
     async fn fold_ahead(
         &self,
         folding: &mut Folding<'_>,
@@ -518,7 +516,8 @@ impl Worker {
             )
             .await?;
         self.live.record_read(&self.shard, batch.millis_behind);
-        if batch.event_count() == 0 {
+        let events = batch.event_count();
+        if events == 0 {
             if !batch.end_of_shard {
                 if !current.reached_head {
                     self.mark_reached_head(current).await?;
@@ -544,7 +543,7 @@ impl Worker {
             false,
         );
         // A building worker whose read came back full has more to read than one batch.
-        let backlog = !current.reached_head && batch.event_count() >= self.config.batch_events;
+        let backlog = !current.reached_head && events >= self.config.batch_events;
         let read_to_head = at_head(&batch, self.config.batch_events);
         folding.add(self.tables.as_ref(), &batch.records).await?;
         drop(batch.records);
