@@ -307,4 +307,8 @@ impl Table for Durable {
     fn max_transact_ops(&self) -> usize {
         self.0.max_transact_ops()
     }
+
+    fn max_transact_bytes(&self) -> usize {
+        self.0.max_transact_bytes()
+    }
 }

@@ -23,8 +23,14 @@ pub enum Error {
     /// The runtime that runs rebuilds beside live work could not start.
     #[error("starting the background runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("a projection's write unit needs {ops} ops, the backend takes {limit} per transaction")]
-    UnitTooLarge { ops: usize, limit: usize },
+    #[error(
+        "a projection's write unit needs {needs} {what}, the backend takes {limit} per transaction"
+    )]
+    UnitTooLarge {
+        what: &'static str,
+        needs: usize,
+        limit: usize,
+    },
 }
 
 impl Error {

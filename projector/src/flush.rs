@@ -44,10 +44,6 @@ impl Flush {
     pub fn is_empty(&self) -> bool {
         self.units.is_empty() && self.tail.is_empty()
     }
-
-    pub fn op_count(&self) -> usize {
-        self.units.iter().map(Vec::len).sum::<usize>() + self.tail.len()
-    }
 }
 
 /// Turns a folded cache into units of writes.
@@ -106,13 +102,13 @@ pub(crate) fn build(projection: &dyn Projection, cache: Cache) -> Result<Flush> 
 }
 
 /// Commits `flush`: one transaction when the backend takes it, else units packed into
-/// transactions of at most `max_transact_ops`, then the tail.
+/// transactions within the backend's limits ([`pack`]), then the tail.
 pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
     if flush.is_empty() {
         return Ok(());
     }
-    let limit = tables.max_transact_ops();
-    if flush.op_count() <= limit {
+    let limits = Limits::of(tables);
+    if limits.fit(flush.units.iter().flatten().chain(&flush.tail)) {
         let ops: Vec<TransactOp> = flush
             .units
             .into_iter()
@@ -122,32 +118,108 @@ pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
         tables.transact_relaxed(ops).await?;
         return Ok(());
     }
-    let mut pending: Vec<TransactOp> = Vec::new();
-    for unit in flush.units {
-        if unit.len() > limit {
-            return Err(Error::UnitTooLarge {
-                ops: unit.len(),
-                limit,
-            });
-        }
-        if pending.len() + unit.len() > limit {
-            tables
-                .transact_relaxed(std::mem::take(&mut pending))
-                .await?;
-        }
-        pending.extend(unit);
-    }
-    if !pending.is_empty() {
-        tables.transact_relaxed(pending).await?;
-    }
-    if flush.tail.len() > limit {
-        return Err(Error::UnitTooLarge {
-            ops: flush.tail.len(),
-            limit,
-        });
+    for batch in pack(flush.units, limits)? {
+        tables
+            .transact_relaxed(batch.into_iter().flatten().collect())
+            .await?;
     }
     if !flush.tail.is_empty() {
+        limits.check(&flush.tail)?;
         tables.transact_relaxed(flush.tail).await?;
     }
     Ok(())
+}
+
+/// A backend's bounds on one transaction: ops, and bytes as [`TransactOp::size`] counts them.
+/// DynamoDB refuses a transaction over either whatever the retries, so a flush packed by ops
+/// alone could hold a shard on the same refused batch for ever.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    ops: usize,
+    bytes: usize,
+}
+
+impl Limits {
+    pub fn of(tables: &dyn Table) -> Limits {
+        Limits {
+            ops: tables.max_transact_ops().max(1),
+            bytes: tables.max_transact_bytes(),
+        }
+    }
+
+    /// Sizes are summed only for a backend that bounds them: the embedded one does not, and
+    /// its flushes are the hot path.
+    fn counts_bytes(&self) -> bool {
+        self.bytes != usize::MAX
+    }
+
+    fn fit<'a>(&self, ops: impl Iterator<Item = &'a TransactOp>) -> bool {
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for op in ops {
+            count += 1;
+            if self.counts_bytes() {
+                bytes = bytes.saturating_add(op.size());
+            }
+            if count > self.ops || bytes > self.bytes {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Fails unless `unit` fits in one transaction by itself.
+    fn check(&self, unit: &[TransactOp]) -> Result<()> {
+        if unit.len() > self.ops {
+            return Err(Error::UnitTooLarge {
+                what: "ops",
+                needs: unit.len(),
+                limit: self.ops,
+            });
+        }
+        let bytes = self.bytes_of(unit);
+        if bytes > self.bytes {
+            return Err(Error::UnitTooLarge {
+                what: "bytes",
+                needs: bytes,
+                limit: self.bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn bytes_of(&self, unit: &[TransactOp]) -> usize {
+        if self.counts_bytes() {
+            unit.iter().map(TransactOp::size).sum()
+        } else {
+            0
+        }
+    }
+}
+
+/// Groups `units`, in order and each whole, into as few transactions as `limits` allow
+/// (greedily: a transaction is closed when the next unit would not fit). Fails if one unit
+/// alone exceeds them.
+pub(crate) fn pack(
+    units: Vec<Vec<TransactOp>>,
+    limits: Limits,
+) -> Result<Vec<Vec<Vec<TransactOp>>>> {
+    let mut batches = Vec::new();
+    let mut batch: Vec<Vec<TransactOp>> = Vec::new();
+    let (mut ops, mut bytes) = (0usize, 0usize);
+    for unit in units {
+        limits.check(&unit)?;
+        let unit_bytes = limits.bytes_of(&unit);
+        if !batch.is_empty() && (ops + unit.len() > limits.ops || bytes + unit_bytes > limits.bytes)
+        {
+            batches.push(std::mem::take(&mut batch));
+            (ops, bytes) = (0, 0);
+        }
+        ops += unit.len();
+        bytes += unit_bytes;
+        batch.push(unit);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    Ok(batches)
 }

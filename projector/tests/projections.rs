@@ -459,6 +459,49 @@ async fn small_transactions_give_the_same_read_models() {
     );
 }
 
+/// A backend that bounds a transaction's bytes (DynamoDB: 4 MiB) gets flushes packed by bytes
+/// too: forty profiles of ~1 KiB of traits overflow 8 KiB long before 100 ops, and a flush
+/// packed by ops alone is refused on every retry.
+#[tokio::test]
+async fn transactions_are_packed_by_bytes_as_well_as_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
+    let bio = "b".repeat(1000);
+    let events: Vec<Event> = (0..40)
+        .map(|n| {
+            let traits = format!(r#"{{"plan":"pro","bio":"{bio}{n}"}}"#);
+            common::event(
+                EventKind::Identify,
+                &format!("u{n}"),
+                "",
+                T + n,
+                &traits,
+                None,
+            )
+        })
+        .collect();
+    log.append(events).await.unwrap();
+    let projections = shoal_projector::default_projections(log.as_ref());
+    let config = ProjectorConfig::default();
+    let whole = Arc::new(TestTables::new(usize::MAX));
+    catch_up(log.clone(), whole.clone(), &projections, &config)
+        .await
+        .unwrap();
+    let limit = 8 * 1024;
+    let bounded = Arc::new(TestTables::new(100).with_max_bytes(limit));
+    catch_up(log.clone(), bounded.clone(), &projections, &config)
+        .await
+        .expect("every transaction within 8 KiB");
+    // 40 KiB of profiles in transactions of at most 8 KiB.
+    assert!(bounded.transacts.load(Ordering::SeqCst) >= 5);
+    let keys = whole.keys();
+    assert_eq!(keys, bounded.keys());
+    assert_eq!(
+        common::dump(whole.as_ref(), &keys).await,
+        common::dump(bounded.as_ref(), &keys).await
+    );
+}
+
 /// Appends that arrive while a caught-up worker's `flush_interval` runs share one flush: ten
 /// single-event appends 1 ms apart cost each worker two flushes (the first at once, the rest
 /// together), where without the interval each append is one (30 here, measured).

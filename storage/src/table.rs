@@ -193,6 +193,26 @@ pub enum TransactOp {
     },
 }
 
+impl TransactOp {
+    /// The bytes this op counts toward a transaction's size limit
+    /// ([`Table::max_transact_bytes`]), by DynamoDB's rules: a put's whole item, an update's key
+    /// and the values it sets (what the item holds beside them is not known before sending), a
+    /// delete's or check's key.
+    pub fn size(&self) -> usize {
+        use crate::embedded::table::validate::item_size;
+        match self {
+            TransactOp::Put { key, item, .. } => item_size(key, item),
+            TransactOp::Update { update, .. } => {
+                let set: Item = update.set.iter().cloned().collect();
+                item_size(&update.key, &set)
+            }
+            TransactOp::Delete { key, .. } | TransactOp::Check { key, .. } => {
+                key.pk.len() + key.sk.len()
+            }
+        }
+    }
+}
+
 /// The sort-key part of a query.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum SortRange {
@@ -380,6 +400,14 @@ pub trait Table: Send + Sync {
 
     /// The largest transaction the backend takes (DynamoDB: 100).
     fn max_transact_ops(&self) -> usize;
+
+    /// The most bytes one transaction may hold, summed over [`TransactOp::size`] (DynamoDB:
+    /// 4 MiB); `usize::MAX`, the default, when only the op count is bounded. A transaction
+    /// over it fails with [`crate::Error::TooLarge`] whatever the retries, so whoever splits
+    /// writes into transactions must count bytes as well as ops.
+    fn max_transact_bytes(&self) -> usize {
+        usize::MAX
+    }
 
     /// A count that moves whenever writes commit, when the backend can tell; `None` (the
     /// default, and DynamoDB's) when writes may come from elsewhere. A commit is counted once

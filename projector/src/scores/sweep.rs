@@ -123,22 +123,8 @@ async fn evaluate_page(
 /// Commits units packed into transactions; a transaction whose condition fails is retried unit
 /// by unit, skipping the units whose own condition fails. Returns the units skipped.
 async fn commit_units(tables: &dyn Table, units: Vec<Vec<TransactOp>>) -> Result<u64> {
-    let limit = tables.max_transact_ops().max(1);
     let mut skipped = 0;
-    let mut batch: Vec<Vec<TransactOp>> = Vec::new();
-    let mut ops = 0;
-    let mut batches = Vec::new();
-    for unit in units {
-        if ops + unit.len() > limit && !batch.is_empty() {
-            batches.push(std::mem::take(&mut batch));
-            ops = 0;
-        }
-        ops += unit.len();
-        batch.push(unit);
-    }
-    if !batch.is_empty() {
-        batches.push(batch);
-    }
+    let batches = crate::flush::pack(units, crate::flush::Limits::of(tables))?;
     for batch in batches {
         let all: Vec<TransactOp> = batch.iter().flatten().cloned().collect();
         match tables.transact_relaxed(all).await {

@@ -72,6 +72,8 @@ pub enum Fault {
 pub struct TestTables {
     pub inner: MemoryTables,
     pub max_ops: usize,
+    /// Transactions over this many bytes ([`TransactOp::size`]) fail as DynamoDB fails them.
+    pub max_bytes: usize,
     /// Fail the transact call whose 1-based number this is (0: none).
     pub fail_at: AtomicU64,
     pub fault: Mutex<Fault>,
@@ -89,6 +91,7 @@ impl TestTables {
         TestTables {
             inner: MemoryTables::new(),
             max_ops,
+            max_bytes: usize::MAX,
             fail_at: AtomicU64::new(0),
             fault: Mutex::new(Fault::Before),
             calls: AtomicU64::new(0),
@@ -97,6 +100,11 @@ impl TestTables {
             ops: AtomicUsize::new(0),
             page_cap: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     pub fn arm(&self, after_calls: u64, fault: Fault) {
@@ -234,6 +242,14 @@ impl Table for TestTables {
     }
     async fn transact(&self, ops: Vec<TransactOp>) -> shoal_storage::Result<()> {
         assert!(ops.len() <= self.max_ops, "transaction over the limit");
+        let size: usize = ops.iter().map(TransactOp::size).sum();
+        if size > self.max_bytes {
+            return Err(shoal_storage::Error::TooLarge {
+                what: "transaction",
+                size,
+                limit: self.max_bytes,
+            });
+        }
         self.transacts.fetch_add(1, Ordering::SeqCst);
         self.ops.fetch_add(ops.len(), Ordering::SeqCst);
         for op in &ops {
@@ -257,5 +273,8 @@ impl Table for TestTables {
     }
     fn max_transact_ops(&self) -> usize {
         self.max_ops
+    }
+    fn max_transact_bytes(&self) -> usize {
+        self.max_bytes
     }
 }

@@ -499,19 +499,7 @@ impl Table for DynamoTables {
                 ops.len()
             )));
         }
-        let size: usize = ops
-            .iter()
-            .map(|op| match op {
-                TransactOp::Put { key, item, .. } => validate::item_size(key, item),
-                TransactOp::Update { update, .. } => {
-                    let set: Item = update.set.iter().cloned().collect();
-                    validate::item_size(&update.key, &set)
-                }
-                TransactOp::Delete { key, .. } | TransactOp::Check { key, .. } => {
-                    key.pk.len() + key.sk.len()
-                }
-            })
-            .sum();
+        let size: usize = ops.iter().map(TransactOp::size).sum();
         if size > MAX_TRANSACTION_BYTES {
             return Err(Error::TooLarge {
                 what: "transaction",
@@ -533,6 +521,10 @@ impl Table for DynamoTables {
 
     fn max_transact_ops(&self) -> usize {
         MAX_TRANSACT_OPS
+    }
+
+    fn max_transact_bytes(&self) -> usize {
+        MAX_TRANSACTION_BYTES
     }
 }
 
