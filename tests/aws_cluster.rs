@@ -450,3 +450,69 @@ async fn two_projectors_share_shards_and_survive_a_sigkill() {
     );
     assert!(front.terminate());
 }
+
+/// Events near a raised `max_event_bytes` make archive copies that overflow DynamoDB's 4 MiB per
+/// transaction long before its 100 ops: 60 copies of ~90 KB in one flush are refused whatever
+/// the retries unless the flush is packed by bytes too. Every event must reach the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_events_are_archived_within_the_transaction_bytes() {
+    const EVENTS: usize = 60;
+    let name = format!("big-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = aws_config(&name)
+        .replace("shard_count = 4", "shard_count = 1")
+        .replace(
+            "[projector]\n",
+            "[limits]\nmax_event_bytes = 100000\n\n[projector]\n",
+        );
+    let root = tempfile::tempdir().unwrap();
+    aws_init(&root.path().join("init"), &config);
+    let shoal = start_role(
+        &root.path().join("all"),
+        &config,
+        r#""ingest", "query", "projector""#,
+    );
+    let credentials = shoal.credentials();
+    let day = (shoal_schemas::time::now_millis() / DAY - 1) * DAY;
+    let padding = "p".repeat(90_000);
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|n| {
+            json!({
+                "id": uuid::Uuid::from_u128(0xb16_0000_0000_0000_0000_0000_0000_0000 + n as u128).to_string(),
+                "name": "upload",
+                "entity": "customer-big",
+                "timestamp": day + n as i64 * 1000,
+                "properties": {"n": n, "padding": padding},
+            })
+        })
+        .collect();
+    // Two requests (5 MB bodies), appended before the projector's first read of them ends.
+    for half in events.chunks(EVENTS / 2) {
+        send(&shoal, &credentials.write_key, &Value::from(half.to_vec())).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = get_json(
+            &shoal,
+            "/v1/entities/customer-big/events?limit=100",
+            &credentials.read_key,
+        )
+        .await;
+        let found = body["events"].as_array().map_or(0, Vec::len);
+        if status == StatusCode::OK && found == EVENTS {
+            let mut seen: Vec<u64> = body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|event| event["properties"]["n"].as_u64().expect("n"))
+                .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..EVENTS as u64).collect::<Vec<_>>());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{found} of {EVENTS} large events archived after 90 s ({status})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
