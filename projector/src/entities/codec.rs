@@ -93,6 +93,51 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
     })
 }
 
+/// The `counts` bytes of a day item: a format byte, then postcard of the name → count map.
+/// Items written before hold `counts` as a map of numbers (`M`), which means an attribute
+/// name, a string and a float per event name, allocated on every flush and every read.
+pub(crate) fn encode_counts(key: &Key, counts: &BTreeMap<String, u64>) -> Result<Vec<u8>, Error> {
+    let mut bytes = vec![FORMAT_V1];
+    postcard::to_io(counts, &mut bytes).map_err(|error| Error::corrupt(key, error.to_string()))?;
+    Ok(bytes)
+}
+
+/// Calls `add` with each name and count of a day item's `counts`, in either stored form. The
+/// names are borrowed: postcard writes a map as its length and then its pairs, which is also
+/// how it writes a sequence of pairs, so they decode without a map or a string allocated.
+pub(crate) fn for_each_count(
+    key: &Key,
+    counts: &Value,
+    mut add: impl FnMut(&str, u64),
+) -> Result<(), Error> {
+    match counts {
+        Value::M(map) => {
+            for (name, count) in map {
+                add(name, count.as_f64().unwrap_or(0.0) as u64);
+            }
+            Ok(())
+        }
+        Value::B(bytes) => {
+            let (format, body) = bytes
+                .split_first()
+                .ok_or_else(|| Error::corrupt(key, "counts are empty"))?;
+            if *format != FORMAT_V1 {
+                return Err(Error::corrupt(
+                    key,
+                    format!("counts have unknown format {format}"),
+                ));
+            }
+            let pairs: Vec<(&str, u64)> = postcard::from_bytes(body)
+                .map_err(|error| Error::corrupt(key, format!("counts: {error}")))?;
+            for (name, count) in pairs {
+                add(name, count);
+            }
+            Ok(())
+        }
+        _ => Err(Error::corrupt(key, "counts are neither a map nor bytes")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +166,39 @@ mod tests {
     fn stored(profile: &Profile) -> Value {
         let traits = traits_text(&key(), profile).unwrap();
         Value::B(encode(&key(), profile, &traits).unwrap())
+    }
+
+    #[test]
+    fn day_counts_read_back_from_bytes_and_from_the_older_map() {
+        let key = Key::new("v1#acme#entity#u1", "day#2024-11-24");
+        let mut counts = BTreeMap::new();
+        counts.insert("login".to_owned(), 3u64);
+        counts.insert("$identify".to_owned(), 1);
+        counts.insert("ünïcode name".to_owned(), u64::from(u32::MAX) + 7);
+        let read = |value: &Value| {
+            let mut got = BTreeMap::new();
+            for_each_count(&key, value, |name, count| {
+                got.insert(name.to_owned(), count);
+            })
+            .unwrap();
+            got
+        };
+        let bytes = Value::B(encode_counts(&key, &counts).unwrap());
+        assert_eq!(read(&bytes), counts);
+        let map = Value::M(
+            counts
+                .iter()
+                .map(|(name, count)| (name.clone(), Value::N(*count as f64)))
+                .collect(),
+        );
+        assert_eq!(read(&map), counts);
+        assert_eq!(
+            read(&Value::B(encode_counts(&key, &BTreeMap::new()).unwrap())),
+            BTreeMap::new()
+        );
+        assert!(for_each_count(&key, &Value::B(vec![9, 0]), |_, _| {}).is_err());
+        assert!(for_each_count(&key, &Value::B(vec![FORMAT_V1, 1, 5]), |_, _| {}).is_err());
+        assert!(for_each_count(&key, &Value::S("x".into()), |_, _| {}).is_err());
     }
 
     #[test]

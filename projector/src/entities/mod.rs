@@ -176,10 +176,10 @@ impl Projection for Entities {
             }));
         }
         let mut counts = BTreeMap::new();
-        if let Some(Value::M(map)) = item.and_then(|item| item.get("counts")) {
-            for (name, count) in map {
-                counts.insert(name.clone(), count.as_f64().unwrap_or(0.0) as u64);
-            }
+        if let Some(stored) = item.and_then(|item| item.get("counts")) {
+            codec::for_each_count(key, stored, |name, count| {
+                counts.insert(name.to_owned(), count);
+            })?;
         }
         Ok(Box::new(DayCounts(counts)))
     }
@@ -254,11 +254,10 @@ impl Projection for Entities {
     fn encode(&self, key: &Key, state: &State, derived: &mut Vec<Derived>) -> Result<Item> {
         let mut item = Item::new();
         if let Some(DayCounts(counts)) = state.downcast_ref::<DayCounts>() {
-            let map = counts
-                .iter()
-                .map(|(name, count)| (name.clone(), Value::N(*count as f64)))
-                .collect();
-            item.insert("counts".into(), Value::M(map));
+            item.insert(
+                "counts".into(),
+                Value::B(codec::encode_counts(key, counts)?),
+            );
             return Ok(item);
         }
         let ProfileState {

@@ -73,7 +73,7 @@ pub async fn get_with_counts(
                 return Ok(Some((view(entity, key, item)?, counts)));
             }
             if key.sk <= last_day {
-                add_counts(&mut counts, item);
+                add_counts(&mut counts, key, item)?;
             }
         }
         match page.next {
@@ -114,8 +114,8 @@ async fn counts_from(
 ) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::new();
     loop {
-        for (_, item) in &page.items {
-            add_counts(&mut counts, item);
+        for (key, item) in &page.items {
+            add_counts(&mut counts, key, item)?;
         }
         match page.next.take() {
             Some(next) => query = query.after(Some(next)),
@@ -126,12 +126,17 @@ async fn counts_from(
 }
 
 /// Adds a day item's counts to `counts`.
-fn add_counts(counts: &mut BTreeMap<String, u64>, item: &Item) {
-    if let Some(Value::M(map)) = item.get("counts") {
-        for (name, count) in map {
-            *counts.entry(name.clone()).or_default() += count.as_f64().unwrap_or(0.0) as u64;
+fn add_counts(counts: &mut BTreeMap<String, u64>, key: &Key, item: &Item) -> Result<()> {
+    let Some(stored) = item.get("counts") else {
+        return Ok(());
+    };
+    super::codec::for_each_count(key, stored, |name, count| match counts.get_mut(name) {
+        Some(total) => *total += count,
+        None => {
+            counts.insert(name.to_owned(), count);
         }
-    }
+    })?;
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
