@@ -440,23 +440,33 @@ async fn small_transactions_give_the_same_read_models() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 2));
     log.append(sample()).await.unwrap();
+    let small = Arc::new(TestTables::new(4));
+    let whole = same_read_models_as_unbounded(log, small.clone()).await;
+    assert!(small.transacts.load(Ordering::SeqCst) > whole.transacts.load(Ordering::SeqCst));
+}
+
+/// Projects `log` into `bounded` and into tables with no transaction limits, and checks both
+/// hold the same items; returns the unbounded tables.
+async fn same_read_models_as_unbounded(
+    log: Arc<dyn EventLog>,
+    bounded: Arc<TestTables>,
+) -> Arc<TestTables> {
     let projections = shoal_projector::default_projections(log.as_ref());
     let config = ProjectorConfig::default();
     let whole = Arc::new(TestTables::new(usize::MAX));
     catch_up(log.clone(), whole.clone(), &projections, &config)
         .await
         .unwrap();
-    let small = Arc::new(TestTables::new(4));
-    catch_up(log.clone(), small.clone(), &projections, &config)
+    catch_up(log.clone(), bounded.clone(), &projections, &config)
         .await
-        .unwrap();
-    assert!(small.transacts.load(Ordering::SeqCst) > whole.transacts.load(Ordering::SeqCst));
+        .expect("every transaction within the limits");
     let keys = whole.keys();
-    assert_eq!(keys, small.keys());
+    assert_eq!(keys, bounded.keys());
     assert_eq!(
         common::dump(whole.as_ref(), &keys).await,
-        common::dump(small.as_ref(), &keys).await
+        common::dump(bounded.as_ref(), &keys).await
     );
+    whole
 }
 
 /// A backend that bounds a transaction's bytes (DynamoDB: 4 MiB) gets flushes packed by bytes
@@ -481,25 +491,10 @@ async fn transactions_are_packed_by_bytes_as_well_as_ops() {
         })
         .collect();
     log.append(events).await.unwrap();
-    let projections = shoal_projector::default_projections(log.as_ref());
-    let config = ProjectorConfig::default();
-    let whole = Arc::new(TestTables::new(usize::MAX));
-    catch_up(log.clone(), whole.clone(), &projections, &config)
-        .await
-        .unwrap();
-    let limit = 8 * 1024;
-    let bounded = Arc::new(TestTables::new(100).with_max_bytes(limit));
-    catch_up(log.clone(), bounded.clone(), &projections, &config)
-        .await
-        .expect("every transaction within 8 KiB");
+    let bounded = Arc::new(TestTables::new(100).with_max_bytes(8 * 1024));
+    same_read_models_as_unbounded(log, bounded.clone()).await;
     // 40 KiB of profiles in transactions of at most 8 KiB.
     assert!(bounded.transacts.load(Ordering::SeqCst) >= 5);
-    let keys = whole.keys();
-    assert_eq!(keys, bounded.keys());
-    assert_eq!(
-        common::dump(whole.as_ref(), &keys).await,
-        common::dump(bounded.as_ref(), &keys).await
-    );
 }
 
 /// Appends that arrive while a caught-up worker's `flush_interval` runs share one flush: ten

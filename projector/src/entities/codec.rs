@@ -66,15 +66,7 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
         }
         _ => return Err(Error::corrupt(key, "state is neither bytes nor text")),
     };
-    let (format, body) = bytes
-        .split_first()
-        .ok_or_else(|| Error::corrupt(key, "state is empty"))?;
-    if *format != FORMAT_V1 {
-        return Err(Error::corrupt(
-            key,
-            format!("state has unknown format {format}"),
-        ));
-    }
+    let body = format_v1_body(key, bytes, "state")?;
     let decoded: Stored = postcard::from_bytes(body)
         .map_err(|error| Error::corrupt(key, format!("state: {error}")))?;
     let traits = if decoded.traits.is_empty() {
@@ -91,6 +83,18 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
         counts: decoded.counts.into_owned(),
         events: decoded.events,
     })
+}
+
+/// What follows the format byte of an attribute's bytes (`what` names it in errors).
+fn format_v1_body<'a>(key: &Key, bytes: &'a [u8], what: &str) -> Result<&'a [u8], Error> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => Ok(body),
+        Some((format, _)) => Err(Error::corrupt(
+            key,
+            format!("{what} has unknown format {format}"),
+        )),
+        None => Err(Error::corrupt(key, format!("{what} is empty"))),
+    }
 }
 
 /// The `counts` bytes of a day item: a format byte, then postcard of the name → count map.
@@ -118,15 +122,7 @@ pub(crate) fn for_each_count(
             Ok(())
         }
         Value::B(bytes) => {
-            let (format, body) = bytes
-                .split_first()
-                .ok_or_else(|| Error::corrupt(key, "counts are empty"))?;
-            if *format != FORMAT_V1 {
-                return Err(Error::corrupt(
-                    key,
-                    format!("counts have unknown format {format}"),
-                ));
-            }
+            let body = format_v1_body(key, bytes, "counts")?;
             let pairs: Vec<(&str, u64)> = postcard::from_bytes(body)
                 .map_err(|error| Error::corrupt(key, format!("counts: {error}")))?;
             for (name, count) in pairs {
