@@ -108,7 +108,7 @@ pub(crate) async fn commit(tables: &dyn Table, flush: Flush) -> Result<()> {
         return Ok(());
     }
     let limits = Limits::of(tables);
-    if limits.fit(flush.units.iter().flatten().chain(&flush.tail)) {
+    if limits.fit(&flush) {
         let ops: Vec<TransactOp> = flush
             .units
             .into_iter()
@@ -153,21 +153,14 @@ impl Limits {
         self.bytes != usize::MAX
     }
 
-    fn fit<'a>(&self, ops: impl Iterator<Item = &'a TransactOp>) -> bool {
-        if self.ops == usize::MAX && !self.counts_bytes() {
-            return true;
+    /// Whether the whole flush, units and tail, fits in one transaction.
+    fn fit(&self, flush: &Flush) -> bool {
+        let (mut ops, mut bytes) = (0usize, 0usize);
+        for unit in flush.units.iter().chain([&flush.tail]) {
+            ops += unit.len();
+            bytes += self.bytes_of(unit);
         }
-        let (mut count, mut bytes) = (0usize, 0usize);
-        for op in ops {
-            count += 1;
-            if self.counts_bytes() {
-                bytes = bytes.saturating_add(op.size());
-            }
-            if count > self.ops || bytes > self.bytes {
-                return false;
-            }
-        }
-        true
+        ops <= self.ops && bytes <= self.bytes
     }
 
     /// Fails unless `unit` fits in one transaction by itself.
