@@ -295,7 +295,12 @@ impl Worker {
             };
             match outcome {
                 Ok(Step::Applied(events)) => {
-                    failures = 0;
+                    // Loading the checkpoint after a failure applies nothing: only progress
+                    // ends the backoff, or a shard failing on the same batch for ever would
+                    // retry every `backoff_initial` (20 times a second by default).
+                    if events > 0 {
+                        failures = 0;
+                    }
                     pacing.read(events, std::time::Instant::now());
                 }
                 Ok(Step::Finished) => {

@@ -497,6 +497,54 @@ async fn transactions_are_packed_by_bytes_as_well_as_ops() {
     assert!(bounded.transacts.load(Ordering::SeqCst) >= 5);
 }
 
+/// A flush that fails the same way every time (here a unit over the transaction's bytes) is
+/// retried with a growing pause, and shown in the status. Loading the checkpoint between two
+/// attempts used to reset the backoff, so such a shard retried every `backoff_initial`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_failing_the_same_flush_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let tables: Arc<dyn Table> = Arc::new(TestTables::new(100).with_max_bytes(200));
+    let traits = format!(r#"{{"bio":"{}"}}"#, "b".repeat(1000));
+    log.append(vec![common::event(
+        EventKind::Identify,
+        "u1",
+        "",
+        T,
+        &traits,
+        None,
+    )])
+    .await
+    .unwrap();
+    let handle = shoal_projector::Projector::new(
+        log.clone(),
+        tables.clone(),
+        vec![Arc::new(entities::Entities)],
+        ProjectorConfig {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(10),
+            ..ProjectorConfig::default()
+        },
+    )
+    .unwrap()
+    .spawn()
+    .await
+    .unwrap();
+    // Pauses of 10, 20, 40, … ms: 8 attempts in the first 1.5 s; ~150 at a fixed 10 ms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = handle.status_source().status().await.unwrap();
+    handle.shutdown().await;
+    let shard = &status.projections[0].shards[0];
+    assert!(
+        (2..=12).contains(&shard.retries),
+        "{} retries in 1.5 s",
+        shard.retries
+    );
+    let error = shard.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("the backend takes 200"), "{error}");
+    assert_eq!(shard.checkpoint.events_applied, 0);
+}
+
 /// Appends that arrive while a caught-up worker's `flush_interval` runs share one flush: ten
 /// single-event appends 1 ms apart cost each worker two flushes (the first at once, the rest
 /// together), where without the interval each append is one (30 here, measured).
