@@ -448,3 +448,72 @@ async fn a_poison_event_is_dead_lettered_and_the_shard_moves_on() {
     let (status, _) = get_json(&shoal, "/v1/admin/deadletters?projection=entities", &read).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A customer whose SDK sends ever new event names would grow its profile past what a stored
+/// item may hold (400 KB), and every flush of its shard would then fail: that shard's read
+/// models would stop for every customer on it. The events that do not fit are dead letters
+/// instead, and the shard goes on.
+#[tokio::test]
+async fn an_entity_with_endless_event_names_does_not_stop_its_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = Shoal::start(dir.path(), None);
+    let credentials = shoal.credentials();
+    let (write, read, admin) = (
+        credentials.write_key.clone(),
+        credentials.read_key.clone(),
+        credentials.admin_token.clone(),
+    );
+    const NAMES: usize = 1700;
+    let name = |i: usize| format!("viewed_product_{i:05}_{}", "x".repeat(230));
+    for batch in 0..NAMES / 500 + 1 {
+        let events: Vec<Value> = (batch * 500..((batch + 1) * 500).min(NAMES))
+            .map(|i| json!({"name": name(i), "entity": "sprawl"}))
+            .collect();
+        post(&shoal, "/v1/events", &write, Value::Array(events)).await;
+    }
+    // Enough other customers that some share sprawl's shard, sent after it.
+    let others: Vec<Value> = (0..40)
+        .map(|i| json!({"name": "login", "entity": format!("c{i}")}))
+        .collect();
+    post(&shoal, "/v1/events", &write, Value::Array(others)).await;
+    wait_caught_up(&shoal, &read, Duration::from_secs(60)).await;
+
+    for i in 0..40 {
+        let (status, body) = get_json(&shoal, &format!("/v1/entities/c{i}"), &read).await;
+        assert_eq!(status, StatusCode::OK, "c{i}: {body}");
+        assert_eq!(body["events"], 1, "c{i}: {body}");
+    }
+    let (status, body) = get_json(&shoal, "/v1/entities/sprawl", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let applied = body["events"].as_u64().unwrap();
+    assert!(
+        applied > 1000 && applied < NAMES as u64,
+        "{applied} applied"
+    );
+    let (_, status_body) = get_json(&shoal, "/v1/projections", &read).await;
+    let entities = status_body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|projection| projection["name"] == "entities")
+        .unwrap();
+    assert_eq!(
+        entities["dead_letters"].as_u64(),
+        Some(NAMES as u64 - applied),
+        "every event of sprawl's applied or dead-lettered: {entities}"
+    );
+    for shard in entities["shards"].as_array().unwrap() {
+        assert_eq!(shard["last_error"], Value::Null, "{shard}");
+    }
+    let (status, body) = get_json(
+        &shoal,
+        "/v1/admin/deadletters?projection=entities&limit=1",
+        &admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let error = body["dead_letters"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("too many distinct event names"), "{body}");
+}

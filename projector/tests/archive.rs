@@ -298,3 +298,31 @@ async fn one_busy_hour_spans_several_lists() {
         assert_eq!(found, expected, "{lo}..={hi} by {limit}");
     }
 }
+
+/// With copies (the Kinesis log), an event too large for an item (`max_event_bytes` raised
+/// near DynamoDB's 400 KB) is a dead letter, not a flush that fails for ever; the shard goes on.
+#[tokio::test]
+async fn an_event_too_large_to_copy_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let huge = format!(r#"{{"blob":"{}"}}"#, "z".repeat(450 * 1024));
+    log.append(vec![
+        track("u1", "upload", T, &huge),
+        track("u1", "login", T + 1, "{}"),
+    ])
+    .await
+    .unwrap();
+    let tables = archived(&log, Layout::Copies).await;
+    let letters = shoal_projector::deadletter::list(tables.as_ref(), archive::NAME, 1, None, 10)
+        .await
+        .unwrap()
+        .dead_letters;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].error.contains("archived copy"),
+        "{}",
+        letters[0].error
+    );
+    let page = pages_of(tables.as_ref(), None, "u1", T, END, 10).await;
+    assert_eq!(page.len(), 1, "the later event is archived");
+}

@@ -435,6 +435,100 @@ async fn poison_is_dead_lettered_and_redriven() {
     );
 }
 
+/// An entity sending ever new event names or trait keys would grow its items past what the
+/// tables store (400 KB), and every flush of its shard would fail for ever. The events that
+/// would are dead letters instead; the rest of the shard, that entity's other events included,
+/// is projected.
+#[tokio::test]
+async fn an_entity_growing_past_an_item_is_refused_event_by_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(log_in(dir.path(), 1));
+    let tables: Arc<dyn Table> = Arc::new(MemoryTables::new());
+    let long_name = |i: usize| format!("viewed_product_{i:05}_{}", "x".repeat(230));
+    let mut events: Vec<Event> = (0..1700)
+        .map(|i| track("u1", &long_name(i), T + i as i64, "{}"))
+        .collect();
+    // An existing name: it grows nothing but a count.
+    events.push(track("u1", &long_name(0), T + 5000, "{}"));
+    // Traits: a new 20 KB key each time, then one replaced by a short value.
+    let identify =
+        |ts, props: String| common::event(EventKind::Identify, "u3", "", ts, &props, None);
+    for i in 0..25 {
+        events.push(identify(
+            T + i,
+            format!(r#"{{"note_{i}":"{}"}}"#, "y".repeat(20_000)),
+        ));
+    }
+    events.push(identify(T + 100, r#"{"note_0":"short"}"#.into()));
+    events.push(track("u2", "login", T, "{}"));
+    let total = events.len() as u64;
+    log.append(events).await.unwrap();
+    let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(entities::Entities)];
+    catch_up(
+        log.clone(),
+        tables.clone(),
+        &projections,
+        &ProjectorConfig::default(),
+    )
+    .await
+    .expect("the shard is projected past the entity");
+
+    let letters = deadletter::list(tables.as_ref(), "entities", 1, None, 1000)
+        .await
+        .unwrap()
+        .dead_letters;
+    assert!(!letters.is_empty(), "nothing refused");
+    for letter in &letters {
+        assert!(
+            letter.error.contains("too many distinct"),
+            "{}",
+            letter.error
+        );
+    }
+    let profile = |entity: &'static str| {
+        let tables = tables.clone();
+        async move {
+            entities::get(tables.as_ref(), "acme", entity)
+                .await
+                .unwrap()
+                .unwrap()
+                .profile
+        }
+    };
+    let u1 = profile("u1").await;
+    let u3 = profile("u3").await;
+    assert_eq!(
+        profile("u2").await.events,
+        1,
+        "the later entity is projected"
+    );
+    assert_eq!(u1.counts[&long_name(0)], 2, "a known name is still counted");
+    assert!(
+        u1.counts.len() > 1000 && u1.counts.len() < 1700,
+        "{}",
+        u1.counts.len()
+    );
+    assert!(
+        u3.traits.len() > 10 && u3.traits.len() < 25,
+        "{}",
+        u3.traits.len()
+    );
+    assert_eq!(
+        u3.traits["note_0"], "short",
+        "a smaller value still replaces"
+    );
+    assert_eq!(
+        u1.events + u3.events + 1 + letters.len() as u64,
+        total,
+        "every event applied or dead-lettered"
+    );
+    assert_eq!(
+        letters.len(),
+        1700 - u1.counts.len() + 25 - u3.traits.len(),
+        "exactly the events that did not fit"
+    );
+}
+
 #[tokio::test]
 async fn small_transactions_give_the_same_read_models() {
     let dir = tempfile::tempdir().unwrap();

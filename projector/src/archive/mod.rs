@@ -120,8 +120,17 @@ impl Projection for Archive {
     ) -> std::result::Result<(), PoisonError> {
         match self.layout {
             Layout::Copies => {
+                let json = event_json(event)?;
+                // Only with `max_event_bytes` raised near DynamoDB's item limit.
+                if json.len() > crate::projection::MAX_ITEM_BYTES {
+                    return Err(PoisonError::new(format!(
+                        "the event takes {} bytes as JSON, over the {} an archived copy may",
+                        json.len(),
+                        crate::projection::MAX_ITEM_BYTES
+                    )));
+                }
                 let mut item = Item::new();
-                item.insert(EVENT_ATTRIBUTE.into(), Value::S(event_json(event)?));
+                item.insert(EVENT_ATTRIBUTE.into(), Value::S(json));
                 item.insert(SHARD_ATTRIBUTE.into(), Value::S(cache.shard().to_owned()));
                 item.insert(POSITION_ATTRIBUTE.into(), Value::S(position.to_string()));
                 cache.put(TableName::Events, event_key(event), item);

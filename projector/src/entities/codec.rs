@@ -58,11 +58,25 @@ pub(crate) fn encode(key: &Key, profile: &Profile, traits: &str) -> Result<Vec<u
 
 /// The profile a `state` attribute holds, in either stored form.
 pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
+    decode_sized(key, state).map(|(profile, _)| profile)
+}
+
+/// The bytes a profile takes in its stored form, and its traits' text within them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Sizes {
+    pub state: usize,
+    pub traits: usize,
+}
+
+/// [`decode`], with the sizes of the stored form (computed for JSON text from before it).
+pub(crate) fn decode_sized(key: &Key, state: &Value) -> Result<(Profile, Sizes), Error> {
     let bytes = match state {
         Value::B(bytes) => bytes,
         Value::S(text) => {
-            return serde_json::from_str(text)
-                .map_err(|error| Error::corrupt(key, format!("state: {error}")));
+            let profile: Profile = serde_json::from_str(text)
+                .map_err(|error| Error::corrupt(key, format!("state: {error}")))?;
+            let sizes = sizes(key, &profile)?;
+            return Ok((profile, sizes));
         }
         _ => return Err(Error::corrupt(key, "state is neither bytes nor text")),
     };
@@ -75,13 +89,27 @@ pub(crate) fn decode(key: &Key, state: &Value) -> Result<Profile, Error> {
         serde_json::from_str(decoded.traits)
             .map_err(|error| Error::corrupt(key, format!("state traits: {error}")))?
     };
-    Ok(Profile {
+    let sizes = Sizes {
+        state: bytes.len(),
+        traits: decoded.traits.len(),
+    };
+    let profile = Profile {
         first_seen: decoded.first_seen,
         last_seen: decoded.last_seen,
         traits,
         totals: decoded.totals.into_owned(),
         counts: decoded.counts.into_owned(),
         events: decoded.events,
+    };
+    Ok((profile, sizes))
+}
+
+/// The sizes of `profile` in its stored form, by encoding it.
+pub(crate) fn sizes(key: &Key, profile: &Profile) -> Result<Sizes, Error> {
+    let traits = traits_text(key, profile)?;
+    Ok(Sizes {
+        state: encode(key, profile, &traits)?.len(),
+        traits: traits.len(),
     })
 }
 

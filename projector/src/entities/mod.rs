@@ -18,11 +18,14 @@
 //! Idempotence: every item is read-modify-write under the per-item `pos` guard (`Cache`), and the
 //! index entry is a pure function of the profile.
 //!
-//! Poison: properties that are not a JSON object; a total that would overflow to infinity.
+//! Poison: properties that are not a JSON object; a total that would overflow to infinity; an
+//! event that would grow the profile past [`size::MAX_ITEM_BYTES`] (too many distinct event
+//! names, numeric properties or traits for one entity: see [`size`]).
 //! Metric events are ignored (they belong to `series`).
 
 mod codec;
 mod read;
+mod size;
 
 pub use read::{
     EntityPage, EntityView, EventCountFilter, ListQuery, SortOrder, event_counts, get,
@@ -53,10 +56,12 @@ pub struct Profile {
     pub events: u64,
 }
 
-/// The profile state plus where its index entry was when loaded.
+/// The profile state plus where its index entry was when loaded, and its stored sizes, kept
+/// up to date as events are applied.
 pub(crate) struct ProfileState {
     profile: Profile,
     indexed_last_seen: Option<i64>,
+    sizes: codec::Sizes,
 }
 
 pub(crate) struct DayCounts(BTreeMap<String, u64>);
@@ -165,14 +170,19 @@ impl Projection for Entities {
 
     fn decode(&self, key: &Key, item: Option<&Item>) -> Result<State> {
         if key.sk == PROFILE_SK {
-            let profile = match item.and_then(|item| item.get("state")) {
-                Some(state) => codec::decode(key, state)?,
-                None => Profile::default(),
+            let (profile, sizes) = match item.and_then(|item| item.get("state")) {
+                Some(state) => codec::decode_sized(key, state)?,
+                None => {
+                    let profile = Profile::default();
+                    let sizes = codec::sizes(key, &profile)?;
+                    (profile, sizes)
+                }
             };
             let indexed_last_seen = profile.last_seen;
             return Ok(Box::new(ProfileState {
                 profile,
                 indexed_last_seen,
+                sizes,
             }));
         }
         let mut counts = BTreeMap::new();
@@ -201,6 +211,7 @@ impl Projection for Entities {
         let name = counted_name(event);
         let pk = entity_pk(VERSION, &event.tenant, &event.entity);
         let profile_key = Key::new(pk.clone(), PROFILE_SK);
+        let day_key = Key::new(pk, day_sk(event.timestamp));
         let numeric: Vec<(String, f64)> = if event.kind == EventKind::Track {
             properties
                 .iter()
@@ -209,6 +220,7 @@ impl Projection for Entities {
         } else {
             Vec::new()
         };
+        let merges_traits = matches!(event.kind, EventKind::Identify | EventKind::Group);
         if let Some(state) = cache.peek::<ProfileState>(&profile_key) {
             for (total, value) in &numeric {
                 let sum = state.profile.totals.get(total).copied().unwrap_or(0.0) + value;
@@ -216,9 +228,13 @@ impl Projection for Entities {
                     return Err(PoisonError::new(format!("the total {total} overflows")));
                 }
             }
+            check_profile_size(state, &name, &numeric, event, &properties, merges_traits)?;
         }
         if let Some(state) = cache.get_mut::<ProfileState>(&profile_key) {
-            let profile = &mut state.profile;
+            let ProfileState { profile, sizes, .. } = state;
+            let mut grown = sizes.state as isize
+                + size::seen_growth(profile, event.timestamp)
+                + size::events_growth(profile.events) as isize;
             profile.first_seen = Some(
                 profile
                     .first_seen
@@ -230,22 +246,28 @@ impl Projection for Entities {
                     .map_or(event.timestamp, |t| t.max(event.timestamp)),
             );
             profile.events += 1;
-            increment(&mut profile.counts, &name);
+            grown += increment(&mut profile.counts, &name) as isize;
+            let (totals_before, mut added) = (profile.totals.len(), 0);
             for (total, value) in numeric {
                 match profile.totals.get_mut(&total) {
                     Some(sum) => *sum += value,
                     None => {
+                        grown += size::total_entry(total.len()) as isize;
+                        added += 1;
                         profile.totals.insert(total, value);
                     }
                 }
             }
-            if matches!(event.kind, EventKind::Identify | EventKind::Group) {
+            grown += size::map_prefix(totals_before, added) as isize;
+            if merges_traits {
+                let text = size::merged_traits(&profile.traits, sizes.traits, &properties);
+                grown += size::traits(text) as isize - size::traits(sizes.traits) as isize;
+                sizes.traits = text;
                 profile.traits.extend(properties);
             }
+            sizes.state = grown.max(0) as usize;
         }
-        if let Some(DayCounts(counts)) =
-            cache.get_mut::<DayCounts>(&Key::new(pk, day_sk(event.timestamp)))
-        {
+        if let Some(DayCounts(counts)) = cache.get_mut::<DayCounts>(&day_key) {
             increment(counts, &name);
         }
         Ok(())
@@ -254,20 +276,26 @@ impl Projection for Entities {
     fn encode(&self, key: &Key, state: &State, derived: &mut Vec<Derived>) -> Result<Item> {
         let mut item = Item::new();
         if let Some(DayCounts(counts)) = state.downcast_ref::<DayCounts>() {
-            item.insert(
-                "counts".into(),
-                Value::B(codec::encode_counts(key, counts)?),
-            );
+            let counts = codec::encode_counts(key, counts)?;
+            // Smaller than the profile, whose size is bounded (see `size`).
+            debug_assert!(counts.len() <= size::MAX_ITEM_BYTES, "{key:?}");
+            item.insert("counts".into(), Value::B(counts));
             return Ok(item);
         }
         let ProfileState {
             profile,
             indexed_last_seen,
+            sizes,
         } = state
             .downcast_ref::<ProfileState>()
             .ok_or_else(|| Error::corrupt(key, "unexpected state"))?;
         let traits = codec::traits_text(key, profile)?;
         let state = codec::encode(key, profile, &traits)?;
+        debug_assert_eq!(
+            (state.len(), traits.len()),
+            (sizes.state, sizes.traits),
+            "{key:?}: profile's size"
+        );
         item.insert("state".into(), Value::B(state));
         let (Some(first_seen), Some(last_seen)) = (profile.first_seen, profile.last_seen) else {
             return Ok(item);
@@ -305,14 +333,59 @@ impl Projection for Entities {
 }
 
 /// Adds one to `name`'s count, allocating the name only the first time it is counted (most
-/// events count under a name their item already holds).
-fn increment(counts: &mut BTreeMap<String, u64>, name: &str) {
+/// events count under a name their item already holds). Returns the bytes the stored map
+/// grew by.
+fn increment(counts: &mut BTreeMap<String, u64>, name: &str) -> usize {
+    let len = counts.len();
     match counts.get_mut(name) {
-        Some(count) => *count += 1,
+        Some(count) => {
+            *count += 1;
+            size::count_growth(Some(*count - 1), name.len(), len)
+        }
         None => {
             counts.insert(name.to_owned(), 1);
+            size::count_growth(None, name.len(), len)
         }
     }
+}
+
+/// Refuses an event that would grow `state`'s stored profile past [`size::MAX_ITEM_BYTES`].
+/// The exact growth is looked up only when a bound says the event might reach the limit.
+fn check_profile_size(
+    state: &ProfileState,
+    name: &str,
+    numeric: &[(String, f64)],
+    event: &Event,
+    properties: &serde_json::Map<String, serde_json::Value>,
+    merges_traits: bool,
+) -> std::result::Result<(), PoisonError> {
+    let sizes = state.sizes;
+    let traits = if merges_traits {
+        let text = size::merged_traits(&state.profile.traits, sizes.traits, properties);
+        size::traits(text) as isize - size::traits(sizes.traits) as isize
+    } else {
+        0
+    };
+    let bound = sizes.state as isize + traits + size::profile_growth_bound(name, numeric) as isize;
+    if bound <= size::MAX_ITEM_BYTES as isize {
+        return Ok(());
+    }
+    let grown = sizes.state as isize
+        + traits
+        + size::profile_growth(&state.profile, name, numeric, event.timestamp);
+    if grown > size::MAX_ITEM_BYTES as isize {
+        return Err(too_large(grown.max(0) as usize));
+    }
+    Ok(())
+}
+
+/// The poison of an event that would make the profile too large to store.
+fn too_large(bytes: usize) -> PoisonError {
+    PoisonError::new(format!(
+        "the entity's profile would take {bytes} bytes, over the {} an item may: too many \
+         distinct event names, numeric properties or traits for one entity",
+        size::MAX_ITEM_BYTES
+    ))
 }
 
 /// `(tenant, entity)` of an entity partition key.
