@@ -13,6 +13,7 @@
 //!   the wall clock, so replaying old data at open behaves like live appends) are dropped;
 //! - only one thread (the shard's writer) touches a window, so it needs no lock.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -111,10 +112,13 @@ impl DedupWindow {
     }
 
     fn evict_oldest(&mut self) {
+        // One lookup: the entry is removed only if it is still this insertion (a later one of
+        // the same fingerprint has its own place further back in `order`).
         if let Some((fingerprint, stored_at)) = self.order.pop_front()
-            && self.stored.get(&fingerprint) == Some(&stored_at)
+            && let Entry::Occupied(entry) = self.stored.entry(fingerprint)
+            && *entry.get() == stored_at
         {
-            self.stored.remove(&fingerprint);
+            entry.remove();
         }
     }
 }
