@@ -7,13 +7,16 @@
 //!
 //! Workload: 200,000 events, 5,000 customers (Zipf-like: customer k gets weight 1/k), 10 event
 //! names, plus metric points of 200 series every 10 s, on 4 shards; the DynamoDB path
-//! (transactions of at most 100 ops).
+//! (transactions of at most 100 ops, the archive as copies, as on Kinesis). The batch sizes are
+//! one flush per read; "rebuild" is the default configuration building from nothing, which
+//! folds several reads into one flush (`fold_ahead_*`).
 
 mod common;
 
 use common::{TestTables, log_in, metric, track};
 use rand::{Rng, SeedableRng};
-use shoal_projector::{ProjectorConfig, catch_up, default_projections};
+use shoal_projector::archive::Layout;
+use shoal_projector::{ProjectorConfig, catch_up, default_projections_with};
 use shoal_schemas::Event;
 use shoal_storage::{EventLog, Table};
 use std::sync::Arc;
@@ -68,15 +71,18 @@ async fn writes_per_event_by_batch_size() {
     }
     println!("| projection | batch events | item writes | writes per event |");
     println!("|---|---:|---:|---:|");
-    for projection in default_projections(log.as_ref()) {
-        for batch_events in [100, 1_000, 20_000] {
+    for projection in default_projections_with(Layout::Copies) {
+        for batch_events in [Some(100), Some(1_000), Some(20_000), None] {
             let tables = Arc::new(TestTables::new(100));
             let dynamic: Arc<dyn Table> = tables.clone();
-            // One flush per read: the batch size is what is measured.
-            let config = ProjectorConfig {
-                batch_events,
-                fold_ahead_events: 0,
-                ..ProjectorConfig::default()
+            // One flush per read: the batch size is what is measured; or the defaults.
+            let config = match batch_events {
+                Some(batch_events) => ProjectorConfig {
+                    batch_events,
+                    fold_ahead_events: 0,
+                    ..ProjectorConfig::default()
+                },
+                None => ProjectorConfig::default(),
             };
             let applied = catch_up(
                 log.clone(),
@@ -88,8 +94,9 @@ async fn writes_per_event_by_batch_size() {
             .unwrap();
             assert_eq!(applied as usize, EVENTS);
             let ops = tables.ops.load(Ordering::SeqCst);
+            let batch = batch_events.map_or("rebuild".to_owned(), |n| n.to_string());
             println!(
-                "| {} | {batch_events} | {ops} | {:.3} |",
+                "| {} | {batch} | {ops} | {:.3} |",
                 projection.name(),
                 ops as f64 / EVENTS as f64
             );
