@@ -35,6 +35,10 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 }
 
+/// The largest event the AWS backend takes: the archive stores a copy of each event in one
+/// DynamoDB item (400 KB; the projector refuses a copy over 392 KiB as a dead letter), and the
+/// copy's JSON adds the server's fields (id, times) to what the client sent.
+const AWS_MAX_EVENT_BYTES: usize = 384 * 1024;
 /// The end-to-end canary (a process with the `query` role runs it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -382,6 +386,11 @@ impl Config {
                 "roles: the embedded backend runs every role in one process; split roles need storage.backend = \"aws\""
             );
         } else {
+            anyhow::ensure!(
+                self.limits.max_event_bytes <= AWS_MAX_EVENT_BYTES,
+                "limits.max_event_bytes must be at most {AWS_MAX_EVENT_BYTES} with storage.backend = \"aws\": \
+                 the archive keeps each event as one DynamoDB item (at most 400 KB)"
+            );
             self.aws
                 .storage_config()
                 .validate()
@@ -504,5 +513,20 @@ tables_sync_interval_ms = 60001
         .unwrap();
         let error = bad.validate().unwrap_err().to_string();
         assert!(error.contains("renew_interval"), "{error}");
+    }
+
+    #[test]
+    fn the_aws_backend_refuses_events_larger_than_an_item() {
+        let aws = |bytes: usize| {
+            toml::from_str::<Config>(&format!(
+                "[storage]\nbackend = \"aws\"\n[limits]\nmax_event_bytes = {bytes}\n"
+            ))
+            .unwrap()
+        };
+        aws(AWS_MAX_EVENT_BYTES).validate().unwrap();
+        let error = aws(500_000).validate().unwrap_err().to_string();
+        assert!(error.contains("limits.max_event_bytes"), "{error}");
+        let embedded: Config = toml::from_str("[limits]\nmax_event_bytes = 500000\n").unwrap();
+        embedded.validate().unwrap();
     }
 }
