@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shoal_tests::{Shoal, client, get_json, wait_caught_up};
+use shoal_tests::{Credentials, Shoal, client, get_json, wait_caught_up};
 use std::time::Duration;
 
 const MINUTE: i64 = 60_000;
@@ -22,6 +22,18 @@ async fn post(shoal: &Shoal, path: &str, key: &str, body: Value) {
     let answer: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["rejected"], 0, "{answer}");
+}
+
+/// One projection's entry of `GET /v1/projections`.
+async fn projection_status(shoal: &Shoal, read: &str, name: &str) -> Value {
+    let (status, mut body) = get_json(shoal, "/v1/projections", read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let projections = body["projections"].as_array_mut().expect("projections");
+    let index = projections
+        .iter()
+        .position(|projection| projection["name"] == name)
+        .unwrap_or_else(|| panic!("no projection {name}"));
+    projections.swap_remove(index)
 }
 
 fn error_of(body: &Value) -> (&str, &str) {
@@ -374,12 +386,11 @@ async fn bad_queries_name_the_parameter() {
 async fn a_poison_event_is_dead_lettered_and_the_shard_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let shoal = Shoal::start(dir.path(), None);
-    let credentials = shoal.credentials();
-    let (write, read, admin) = (
-        credentials.write_key.clone(),
-        credentials.read_key.clone(),
-        credentials.admin_token.clone(),
-    );
+    let Credentials {
+        write_key: write,
+        read_key: read,
+        admin_token: admin,
+    } = shoal.credentials();
     // Valid at ingest, but the second makes the entity's `amount` total overflow to infinity,
     // which the entities projection refuses: a poison event for that projection only.
     post(
@@ -422,13 +433,7 @@ async fn a_poison_event_is_dead_lettered_and_the_shard_moves_on() {
         letters[0]["shard"].as_str().unwrap().to_owned(),
         letters[0]["position"].as_str().unwrap().to_owned(),
     );
-    let (_, status_body) = get_json(&shoal, "/v1/projections", &read).await;
-    let entities = status_body["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|projection| projection["name"] == "entities")
-        .unwrap();
+    let entities = projection_status(&shoal, &read, "entities").await;
     assert_eq!(entities["dead_letters"], 1);
 
     // Re-driving an event that still fails keeps the letter and counts the attempt.
@@ -457,12 +462,11 @@ async fn a_poison_event_is_dead_lettered_and_the_shard_moves_on() {
 async fn an_entity_with_endless_event_names_does_not_stop_its_shard() {
     let dir = tempfile::tempdir().unwrap();
     let shoal = Shoal::start(dir.path(), None);
-    let credentials = shoal.credentials();
-    let (write, read, admin) = (
-        credentials.write_key.clone(),
-        credentials.read_key.clone(),
-        credentials.admin_token.clone(),
-    );
+    let Credentials {
+        write_key: write,
+        read_key: read,
+        admin_token: admin,
+    } = shoal.credentials();
     const NAMES: usize = 1700;
     let name = |i: usize| format!("viewed_product_{i:05}_{}", "x".repeat(230));
     for batch in 0..NAMES / 500 + 1 {
@@ -490,13 +494,7 @@ async fn an_entity_with_endless_event_names_does_not_stop_its_shard() {
         applied > 1000 && applied < NAMES as u64,
         "{applied} applied"
     );
-    let (_, status_body) = get_json(&shoal, "/v1/projections", &read).await;
-    let entities = status_body["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|projection| projection["name"] == "entities")
-        .unwrap();
+    let entities = projection_status(&shoal, &read, "entities").await;
     assert_eq!(
         entities["dead_letters"].as_u64(),
         Some(NAMES as u64 - applied),
