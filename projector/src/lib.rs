@@ -42,7 +42,7 @@ pub use deadletter::DeadLetter;
 pub use engine::{Ownership, Projector, ProjectorHandle, redrive};
 pub use error::{Error, PoisonError, Result};
 pub use lease::LeaseConfig;
-pub use projection::{Cache, Derived, POS_ATTRIBUTE, Projection, State};
+pub use projection::{Cache, Derived, MAX_ITEM_BYTES, POS_ATTRIBUTE, Projection, State};
 pub use status::{Freshness, Progress, ProjectionsStatus, StatusSource, freshness};
 pub use worker::catch_up;
 

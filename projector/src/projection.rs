@@ -35,7 +35,7 @@ use foldhash::HashMap;
 /// KiB, which the embedded tables enforce too) less room for the keys and the item's other
 /// attributes (`pos`, times, positions: well under 1 KiB). A write over the limit would fail
 /// every flush of its shard, so what would exceed it is refused as poison when folded.
-pub(crate) const MAX_ITEM_BYTES: usize = 392 * 1024;
+pub const MAX_ITEM_BYTES: usize = 392 * 1024;
 
 /// The attribute holding an item's last applied position (sortable form).
 pub const POS_ATTRIBUTE: &str = "pos";

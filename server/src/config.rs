@@ -36,9 +36,11 @@ pub struct Config {
 }
 
 /// The largest event the AWS backend takes: the archive stores a copy of each event in one
-/// DynamoDB item (400 KB; the projector refuses a copy over 392 KiB as a dead letter), and the
-/// copy's JSON adds the server's fields (id, times) to what the client sent.
-const AWS_MAX_EVENT_BYTES: usize = 384 * 1024;
+/// DynamoDB item, whose attribute the projector refuses over [`shoal_projector::MAX_ITEM_BYTES`]
+/// (a dead letter), and the copy's JSON adds the server's fields (id, times) to what the
+/// client sent.
+const AWS_MAX_EVENT_BYTES: usize = shoal_projector::MAX_ITEM_BYTES - 8 * 1024;
+
 /// The end-to-end canary (a process with the `query` role runs it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

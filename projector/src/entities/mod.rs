@@ -221,6 +221,9 @@ impl Projection for Entities {
             Vec::new()
         };
         let merges_traits = matches!(event.kind, EventKind::Identify | EventKind::Group);
+        // The traits' text length after this event, when it merges traits: computed once, for
+        // the size check and then the update.
+        let mut merged_text = None;
         if let Some(state) = cache.peek::<ProfileState>(&profile_key) {
             for (total, value) in &numeric {
                 let sum = state.profile.totals.get(total).copied().unwrap_or(0.0) + value;
@@ -228,7 +231,14 @@ impl Projection for Entities {
                     return Err(PoisonError::new(format!("the total {total} overflows")));
                 }
             }
-            check_profile_size(state, &name, &numeric, event, &properties, merges_traits)?;
+            if merges_traits {
+                merged_text = Some(size::merged_traits(
+                    &state.profile.traits,
+                    state.sizes.traits,
+                    &properties,
+                ));
+            }
+            check_profile_size(state, &name, &numeric, event.timestamp, merged_text)?;
         }
         if let Some(state) = cache.get_mut::<ProfileState>(&profile_key) {
             let ProfileState { profile, sizes, .. } = state;
@@ -259,8 +269,7 @@ impl Projection for Entities {
                 }
             }
             grown += size::map_prefix(totals_before, added) as isize;
-            if merges_traits {
-                let text = size::merged_traits(&profile.traits, sizes.traits, &properties);
+            if let Some(text) = merged_text {
                 grown += size::traits(text) as isize - size::traits(sizes.traits) as isize;
                 sizes.traits = text;
                 profile.traits.extend(properties);
@@ -351,28 +360,25 @@ fn increment(counts: &mut BTreeMap<String, u64>, name: &str) -> usize {
 
 /// Refuses an event that would grow `state`'s stored profile past [`size::MAX_ITEM_BYTES`].
 /// The exact growth is looked up only when a bound says the event might reach the limit.
+/// `merged_text` is the traits' text length after the event, for an event that merges traits.
 fn check_profile_size(
     state: &ProfileState,
     name: &str,
     numeric: &[(String, f64)],
-    event: &Event,
-    properties: &serde_json::Map<String, serde_json::Value>,
-    merges_traits: bool,
+    timestamp: i64,
+    merged_text: Option<usize>,
 ) -> std::result::Result<(), PoisonError> {
     let sizes = state.sizes;
-    let traits = if merges_traits {
-        let text = size::merged_traits(&state.profile.traits, sizes.traits, properties);
+    let traits = merged_text.map_or(0, |text| {
         size::traits(text) as isize - size::traits(sizes.traits) as isize
-    } else {
-        0
-    };
+    });
     let bound = sizes.state as isize + traits + size::profile_growth_bound(name, numeric) as isize;
     if bound <= size::MAX_ITEM_BYTES as isize {
         return Ok(());
     }
     let grown = sizes.state as isize
         + traits
-        + size::profile_growth(&state.profile, name, numeric, event.timestamp);
+        + size::profile_growth(&state.profile, name, numeric, timestamp);
     if grown > size::MAX_ITEM_BYTES as isize {
         return Err(too_large(grown.max(0) as usize));
     }

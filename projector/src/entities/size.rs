@@ -23,9 +23,9 @@ use serde::Serialize;
 /// is part of the state, so it is bounded too.
 pub(crate) use crate::projection::MAX_ITEM_BYTES;
 
-/// An upper bound on what one event adds to a profile besides its traits: a new count name
-/// (at most [`shoal_schemas::LIMIT_NAME_BYTES`], with its length and count), the event count's
-/// and the times' varints growing, the maps' lengths growing; the totals are added per key.
+/// An upper bound on what one event adds to a profile besides its traits and its new count
+/// name (added apart): the name's length and count, the event count's and the times' varints
+/// growing, the maps' lengths growing; the totals are added per key.
 const EVENT_GROWTH_BOUND: usize = 64;
 
 /// Bytes of `value` as a LEB128 varint.
@@ -158,7 +158,7 @@ pub(crate) fn profile_growth_bound(name: &str, totals: &[(String, f64)]) -> usiz
         + EVENT_GROWTH_BOUND
         + totals
             .iter()
-            .map(|(key, _)| string(key.len()) + 8 + 2)
+            .map(|(key, _)| total_entry(key.len()) + 2)
             .sum::<usize>()
 }
 
