@@ -21,9 +21,9 @@ pub const DEFAULT_FOLD_AHEAD_LAG: Duration = Duration::from_secs(5);
 /// archive item is an event's JSON (about 1 KB), so 100,000 items is about 100 MB per worker.
 pub const DEFAULT_FOLD_AHEAD_EVENTS: usize = 1_000_000;
 pub const DEFAULT_FOLD_AHEAD_ITEMS: usize = 100_000;
-/// Live projections below ingest (nice 0) and above rebuilds (19): see `live_nice`. Measured
-/// in BENCHMARKS.md ("Session 16").
-pub const DEFAULT_LIVE_NICE: i32 = 10;
+/// Live projections below ingest (nice 0) and above rebuilds (the idle policy): see
+/// `live_nice`. Measured in BENCHMARKS.md ("Session 16", and "Session 24" for 19 over 10).
+pub const DEFAULT_LIVE_NICE: i32 = 19;
 pub const DEFAULT_FOLD_AHEAD_TIME: Duration = Duration::from_secs(10);
 /// See `flush_interval`. Measured in BENCHMARKS.md ("Session 17"): single-event requests at
 /// 6,000 events/s took 11 % less server CPU per event; ingest→queryable under load did not

@@ -10,7 +10,7 @@
 //! since every item write is conditional on its last applied position (`flush.rs`), so two
 //! workers on one shard for a moment (a lease stolen mid-batch) cost a retry, not a double count.
 
-use crate::background::Background;
+use crate::background::{Background, Priority};
 use crate::deadletter::{self, DeadLetter};
 use crate::lease::{self, LeaseConfig};
 use crate::status::{Live, StatusSource};
@@ -286,7 +286,7 @@ impl ProjectorHandle {
                     return None;
                 }
                 let threads = std::thread::available_parallelism().map_or(2, usize::from);
-                match Background::new(nice, "shoal-live", threads) {
+                match Background::new(Priority::Nice(nice), "shoal-live", threads) {
                     Ok(live) => Some(live),
                     Err(error) => {
                         tracing::warn!(%error, "live projections run at ingest's priority");
@@ -302,7 +302,7 @@ impl ProjectorHandle {
             .background
             .get_or_init(|| {
                 match Background::new(
-                    shoal_storage::priority::LOWEST,
+                    Priority::Idle,
                     "shoal-background",
                     crate::background::REBUILD_THREADS,
                 ) {

@@ -1,4 +1,4 @@
-//! CPU priority of the calling thread (its nice value).
+//! CPU priority of the calling thread: its nice value, or the idle scheduling policy.
 //!
 //! Why per thread: Linux keeps the nice value per thread, and a thread inherits it from the
 //! thread that creates it. Shoal runs ingest, the live projections and rebuilds in one process
@@ -61,6 +61,40 @@ pub fn current_thread_nice() -> std::io::Result<i32> {
     Ok(0)
 }
 
+/// Moves the calling thread to the idle scheduling policy (`SCHED_IDLE`), below every nice
+/// value: the scheduler weighs it 3 against nice 19's 15 and nice 0's 1024, and a thread of
+/// the normal policy that wakes takes its core at once. Threads it starts inherit it. Like
+/// raising the nice value, a process may do this without privileges and not undo it.
+/// Elsewhere than Linux it does nothing.
+pub fn idle_current_thread() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a plain system call on the calling thread's own id with a parameter that
+        // outlives it.
+        let outcome = unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param) };
+        if outcome != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the calling thread runs under the idle policy; `false` elsewhere than Linux.
+pub fn current_thread_is_idle() -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as above.
+        let policy = unsafe { libc::sched_getscheduler(libc::gettid()) };
+        if policy < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(policy == libc::SCHED_IDLE)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +142,22 @@ mod tests {
         .unwrap();
         let expected = lowered_by(before, 2);
         assert_eq!(seen, (expected, expected, expected));
+    }
+
+    #[test]
+    fn an_idle_thread_and_its_children_stay_idle() {
+        assert!(!current_thread_is_idle().unwrap());
+        let seen = std::thread::spawn(|| {
+            idle_current_thread().unwrap();
+            let child = std::thread::spawn(|| current_thread_is_idle().unwrap())
+                .join()
+                .unwrap();
+            (current_thread_is_idle().unwrap(), child)
+        })
+        .join()
+        .unwrap();
+        let expected = cfg!(target_os = "linux");
+        assert_eq!(seen, (expected, expected));
+        assert!(!current_thread_is_idle().unwrap());
     }
 }

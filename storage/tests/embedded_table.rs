@@ -59,7 +59,7 @@ fn thread_priorities() -> Vec<(String, String, i64)> {
     threads
 }
 
-/// A rebuild writes from threads at the lowest priority (nice 19), and its writes share group
+/// A rebuild writes from threads at the lowest priority (here nice 19), and its writes share group
 /// commits with live flushes: the commit must run on a thread that kept the opener's
 /// priority, or live flushes wait behind a starved thread. Threads inherit the nice value of
 /// the thread that creates them, so a commit led from a pool the low-priority writer grew

@@ -34,8 +34,8 @@
 //! The leader: the first request that finds no commit under way wakes the committer, a thread
 //! of its own started with the tables, which commits groups until the queue is empty. Why a
 //! thread of its own and not tokio's blocking pool: Linux threads inherit the nice value of
-//! the thread that creates them, and a rebuild runs at nice 19 (`shoal_projector`'s
-//! background runtime); a leader started from there would commit every live flush of its
+//! the thread that creates them (their scheduling policy too), and a rebuild runs at the
+//! lowest priority (`shoal_projector`'s background runtime); a leader started from there would commit every live flush of its
 //! group at the lowest priority, behind the very work it should have priority over. The
 //! committer is created by whoever opens the tables (the server, at startup), and keeps that
 //! priority unless told otherwise: the server sets it to the live projections' own
